@@ -1,0 +1,27 @@
+//! avac: a hermetic, bit-reproducible compiler for on-device models.
+//!
+//! Layers, lowest first; a layer only imports layers listed above it:
+//!
+//! - [`kernels`]: deterministic math (matmul, norms, activations).
+//! - [`formats`]: file formats (safetensors, HF config, tokenizer, wheels, JSON).
+//! - [`store`]: pinned sources, fetchers and the content-addressed store.
+//! - [`model`]: deterministic reference forwards (BERT, ALBERT).
+//! - [`graph`]: the ONNX-level IR, its protobuf I/O and optimization passes.
+//! - [`fixtures`]: deterministic, architecture-true generated checkpoints.
+//! - [`aon`]: the AON pipeline steps (convert, export, optimize, validate).
+//! - [`build`]: target declarations, the local runner and provenance.
+//! - [`cli`]: argument parsing, printing and exit codes.
+#![deny(missing_docs)]
+
+pub mod aon;
+pub mod build;
+pub mod cli;
+pub mod fixtures;
+pub mod formats;
+pub mod graph;
+pub mod kernels;
+pub mod model;
+pub mod store;
+
+/// The avac version recorded in artifacts and provenance.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
