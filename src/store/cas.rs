@@ -1,0 +1,221 @@
+//! The content-addressed store: `root/sha256/<hex>` blobs, written through
+//! `root/tmp/` and renamed into place once their digest is checked.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::error::{io_err, Result, StoreError};
+use super::source::is_sha256_hex;
+
+/// Streaming buffer size: large enough for throughput, small enough that
+/// multi-GB files never sit in memory.
+const BUF: usize = 1 << 20;
+
+/// A content-addressed blob store rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        for dir in [root.join("sha256"), root.join("tmp")] {
+            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        }
+        Ok(Store { root })
+    }
+
+    /// `AVAC_STORE`, else `$XDG_CACHE_HOME/avac/store`, else
+    /// `$HOME/.cache/avac/store`. Relative `XDG_CACHE_HOME` values are
+    /// ignored, as the XDG spec requires.
+    pub fn default_root() -> Result<PathBuf> {
+        root_from(|k| std::env::var_os(k))
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob with this digest lives (whether or not it exists).
+    pub fn blob_path(&self, sha256: &str) -> Result<PathBuf> {
+        if !is_sha256_hex(sha256) {
+            return Err(StoreError::BadDigest {
+                digest: sha256.to_owned(),
+            });
+        }
+        Ok(self.root.join("sha256").join(sha256))
+    }
+
+    /// Whether a blob with this digest is present (not re-hashed).
+    pub fn contains(&self, sha256: &str) -> bool {
+        self.blob_path(sha256).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    /// Re-hashes a present blob; `Ok(None)` when it is absent.
+    pub fn verify(&self, sha256: &str) -> Result<Option<PathBuf>> {
+        let path = self.blob_path(sha256)?;
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let (actual, _) = hash_file(&path)?;
+        if actual != sha256 {
+            return Err(StoreError::CorruptBlob { path, actual });
+        }
+        Ok(Some(path))
+    }
+
+    /// Copies `path` into the store if it hashes to `expected_sha256`.
+    /// `name` is the source the file is for (used in errors). Nothing is
+    /// left behind on failure.
+    pub fn add_file(&self, name: &str, path: &Path, expected_sha256: &str) -> Result<PathBuf> {
+        let dest = self.blob_path(expected_sha256)?;
+        let mut src = File::open(path).map_err(io_err("open", path))?;
+        let mut tmp = self.temp_file()?;
+        let tmp_name = tmp.path().to_owned();
+        let (actual, _) = copy_hashing(&mut src, tmp.as_file_mut(), path, &tmp_name)?;
+        if actual != expected_sha256 {
+            return Err(StoreError::HashMismatch {
+                name: name.to_owned(),
+                file: path.display().to_string(),
+                expected: expected_sha256.to_owned(),
+                actual,
+            });
+        }
+        let tmp_path = tmp.into_temp_path();
+        self.adopt(&tmp_path, &dest)?;
+        // The rename consumed the file; keep the guard from deleting a
+        // same-named successor.
+        let _ = tmp_path.keep();
+        Ok(dest)
+    }
+
+    /// Moves an already-verified file from `tmp/` to its blob name,
+    /// read-only. If the blob already exists the file is dropped.
+    pub(crate) fn adopt(&self, verified: &Path, dest: &Path) -> Result<()> {
+        make_read_only(verified).map_err(io_err("set permissions of", verified))?;
+        if dest.is_file() {
+            fs::remove_file(verified).map_err(io_err("remove", verified))?;
+            return Ok(());
+        }
+        fs::rename(verified, dest).map_err(io_err("rename into store", dest))
+    }
+
+    /// A fresh, uniquely named temp file inside the store (same filesystem
+    /// as the blobs, so the final rename is atomic).
+    pub(crate) fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
+        let dir = self.tmp_dir();
+        tempfile::Builder::new()
+            .prefix("add-")
+            .tempfile_in(&dir)
+            .map_err(io_err("create temp file in", dir))
+    }
+
+    /// A fresh temp directory inside the store.
+    pub(crate) fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir> {
+        let dir = self.tmp_dir();
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&dir)
+            .map_err(io_err("create temp directory in", dir))
+    }
+
+    /// Where a resumable download keyed by `key` accumulates.
+    pub(crate) fn partial_path(&self, key: &str) -> PathBuf {
+        self.tmp_dir().join(format!("{key}.partial"))
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+}
+
+fn root_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {
+    let nonempty = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(p) = nonempty("AVAC_STORE") {
+        return Ok(p);
+    }
+    if let Some(p) = nonempty("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
+        return Ok(p.join("avac").join("store"));
+    }
+    if let Some(p) = nonempty("HOME") {
+        return Ok(p.join(".cache").join("avac").join("store"));
+    }
+    Err(StoreError::NoStoreRoot)
+}
+
+#[cfg(test)]
+pub(crate) fn root_from_for_test(vars: &[(&str, &str)]) -> Result<PathBuf> {
+    root_from(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).into()))
+}
+
+/// Makes a file read-only (0444 on unix, whatever the umask).
+fn make_read_only(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    let perms = {
+        use std::os::unix::fs::PermissionsExt;
+        fs::Permissions::from_mode(0o444)
+    };
+    #[cfg(not(unix))]
+    let perms = {
+        let mut p = fs::metadata(path)?.permissions();
+        p.set_readonly(true);
+        p
+    };
+    fs::set_permissions(path, perms)
+}
+
+/// sha256 (lowercase hex) and length of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let mut f = File::open(path).map_err(io_err("open", path))?;
+    let mut h = Sha256::new();
+    let n = hash_into(&mut f, &mut h).map_err(io_err("read", path))?;
+    Ok((hex::encode(h.finalize()), n))
+}
+
+/// Feeds a reader into a hasher; returns the byte count.
+pub(crate) fn hash_into(r: &mut impl Read, h: &mut Sha256) -> io::Result<u64> {
+    let mut buf = vec![0u8; BUF];
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+}
+
+/// Copies `r` to `w` while hashing; returns digest and length. The paths
+/// only label errors.
+pub(crate) fn copy_hashing(
+    r: &mut impl Read,
+    w: &mut impl Write,
+    from: &Path,
+    to: &Path,
+) -> Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; BUF];
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("read", from)(e)),
+        };
+        h.update(&buf[..k]);
+        w.write_all(&buf[..k]).map_err(io_err("write", to))?;
+        n += k as u64;
+    }
+    w.flush().map_err(io_err("write", to))?;
+    Ok((hex::encode(h.finalize()), n))
+}
