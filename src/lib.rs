@@ -18,7 +18,7 @@ pub mod aon;
 pub mod cli;
 pub mod fixtures;
 pub mod formats;
-// pub mod graph;
+pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod store;

@@ -399,3 +399,77 @@ pub fn l2_normalize(x: &mut [f32]) {
     let n = sq.sqrt().max(1e-12);
     x.iter_mut().for_each(|v| *v /= n);
 }
+
+impl Encoder {
+    /// The encoder's tensors under Hugging Face names (no model prefix), as
+    /// `(shape, values)`; ALBERT's shared layer appears once.
+    pub fn tensors(&self) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+        let cfg = &self.cfg;
+        let e = cfg.embedding_size;
+        let mut t = std::collections::BTreeMap::new();
+        let mut put = |name: String, shape: Vec<usize>, v: &[f32]| {
+            t.insert(name, (shape, v.to_vec()));
+        };
+        put("embeddings.word_embeddings.weight".into(), vec![self.word.len() / e, e], &self.word);
+        put("embeddings.position_embeddings.weight".into(), vec![self.pos.len() / e, e], &self.pos);
+        put("embeddings.token_type_embeddings.weight".into(), vec![self.token_type.len() / e, e], &self.token_type);
+        let norm = |put: &mut dyn FnMut(String, Vec<usize>, &[f32]), name: &str, n: &Norm| {
+            put(format!("{name}.weight"), vec![n.gamma.len()], &n.gamma);
+            put(format!("{name}.bias"), vec![n.beta.len()], &n.beta);
+        };
+        norm(&mut put, "embeddings.LayerNorm", &self.emb_norm);
+        let dense = |put: &mut dyn FnMut(String, Vec<usize>, &[f32]), name: &str, d: &Dense| {
+            put(format!("{name}.weight"), vec![d.out, d.inp], &d.w);
+            put(format!("{name}.bias"), vec![d.out], &d.b);
+        };
+        if let Some(p) = &self.proj {
+            dense(&mut put, "encoder.embedding_hidden_mapping_in", p);
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            let names: [String; 8] = match cfg.family {
+                Family::Bert => {
+                    let n = format!("encoder.layer.{i}");
+                    [
+                        format!("{n}.attention.self.query"),
+                        format!("{n}.attention.self.key"),
+                        format!("{n}.attention.self.value"),
+                        format!("{n}.attention.output.dense"),
+                        format!("{n}.attention.output.LayerNorm"),
+                        format!("{n}.intermediate.dense"),
+                        format!("{n}.output.dense"),
+                        format!("{n}.output.LayerNorm"),
+                    ]
+                }
+                Family::Albert => {
+                    let n = "encoder.albert_layer_groups.0.albert_layers.0";
+                    [
+                        format!("{n}.attention.query"),
+                        format!("{n}.attention.key"),
+                        format!("{n}.attention.value"),
+                        format!("{n}.attention.dense"),
+                        format!("{n}.attention.LayerNorm"),
+                        format!("{n}.ffn"),
+                        format!("{n}.ffn_output"),
+                        format!("{n}.full_layer_layer_norm"),
+                    ]
+                }
+            };
+            dense(&mut put, &names[0], &l.query);
+            dense(&mut put, &names[1], &l.key);
+            dense(&mut put, &names[2], &l.value);
+            dense(&mut put, &names[3], &l.attn_out);
+            norm(&mut put, &names[4], &l.attn_norm);
+            dense(&mut put, &names[5], &l.ffn_in);
+            dense(&mut put, &names[6], &l.ffn_out);
+            norm(&mut put, &names[7], &l.out_norm);
+        }
+        if let Some(p) = &self.pooler {
+            let name = match cfg.family {
+                Family::Bert => "pooler.dense",
+                Family::Albert => "pooler",
+            };
+            dense(&mut put, name, p);
+        }
+        t
+    }
+}
