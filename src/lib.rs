@@ -14,7 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod aon;
-// pub mod build;
+pub mod build;
 pub mod cli;
 pub mod fixtures;
 pub mod formats;

@@ -11,3 +11,4 @@ pub mod export;
 pub mod head;
 pub mod intents;
 pub mod prune;
+pub mod validate;

@@ -1,6 +1,175 @@
-//! Command line.
+//! The `avac` command line: parses arguments, runs the library, prints, and
+//! maps errors to exit codes (0 ok, 1 failure, 2 usage, 3 validation gate).
+
+mod aon;
+
+use crate::build::{self, BuildOptions, Loaded};
+use crate::store::{self, FetchOptions, Store};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit code of a failed validation gate.
+pub const EXIT_GATE: i32 = 3;
+
+#[derive(Parser)]
+#[command(name = "avac", version, about = "A hermetic, bit-reproducible compiler for on-device models")]
+struct Cli {
+    /// Worker threads (outputs are identical for any value; default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// The declaration file (default: rules/targets.toml above the current directory, else the built-in copy).
+    #[arg(long, global = true)]
+    targets: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List declared targets.
+    Targets,
+    /// Build a target: fetch, run every step hermetically, validate, publish.
+    Build {
+        /// Target name (see `avac targets`).
+        target: String,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Never touch the network.
+        #[arg(long)]
+        offline: bool,
+        /// Seed the store from files in this directory (hash-checked).
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
+    /// Fill the store with the named sources (default: every fetchable source).
+    Fetch {
+        /// Source names.
+        sources: Vec<String>,
+        /// Never touch the network.
+        #[arg(long)]
+        offline: bool,
+        /// Seed the store from files in this directory (hash-checked).
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
+    /// Download sources and write their sha256 (and size) pins into the declaration.
+    Lock {
+        /// Source names.
+        #[arg(required = true)]
+        sources: Vec<String>,
+    },
+    /// Print a human-readable summary of an ONNX model.
+    Summary {
+        /// The model.
+        model: PathBuf,
+    },
+    /// AON pipeline steps (each a pure function from files to files).
+    #[command(subcommand)]
+    Aon(aon::AonCmd),
+}
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let threads = cli.threads.unwrap_or(0);
+    if threads > 0 {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn load(targets: &Option<PathBuf>) -> Result<Loaded, build::DeclError> {
+    match targets {
+        Some(p) => Loaded::read(p),
+        None => Loaded::discover(),
+    }
+}
+
+fn store_root() -> Result<PathBuf, store::StoreError> {
+    Store::default_root()
+}
+
+fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
+    match cli.cmd {
+        Cmd::Targets => {
+            let l = load(&cli.targets)?;
+            for (name, t) in &l.decl.targets {
+                let mark = if t.default { " (default)" } else { "" };
+                println!("{name}{mark}\n    {}", t.description);
+            }
+            Ok(0)
+        }
+        Cmd::Build { target, out, offline, from } => {
+            let l = load(&cli.targets)?;
+            let opts = BuildOptions {
+                out,
+                offline,
+                from,
+                threads: cli.threads.unwrap_or_else(rayon::current_num_threads),
+                store: store_root()?,
+                exe: std::env::current_exe()?,
+            };
+            let r = build::build(&l, &target, &opts)?;
+            for (p, d) in &r.outputs {
+                println!("{d}  {}", p.display());
+            }
+            Ok(0)
+        }
+        Cmd::Fetch { sources, offline, from } => {
+            let l = load(&cli.targets)?;
+            let store = Store::open(store_root()?)?;
+            let root = l.repo_root.clone().unwrap_or_else(|| PathBuf::from("."));
+            let mut opts = FetchOptions::from_env(root);
+            opts.offline = offline;
+            opts.from = from;
+            let names: Vec<String> = if sources.is_empty() {
+                l.decl.sources.iter().filter(|(_, s)| s.is_fetchable() && s.is_locked()).map(|(n, _)| n.clone()).collect()
+            } else {
+                sources
+            };
+            for n in names {
+                let s = l.decl.sources.get(&n).ok_or_else(|| format!("unknown source {n:?}"))?;
+                let p = store::fetch(&store, &n, s, &opts)?;
+                println!("{}  {n}", p.display());
+            }
+            Ok(0)
+        }
+        Cmd::Lock { sources } => {
+            let l = load(&cli.targets)?;
+            let Some(root) = l.repo_root.clone() else {
+                return Err("`avac lock` edits rules/targets.toml: run it inside the repository".into());
+            };
+            let store = Store::open(store_root()?)?;
+            let opts = FetchOptions::from_env(&root);
+            let mut text = std::fs::read_to_string(&l.path)?;
+            for n in &sources {
+                let s = l.decl.sources.get(n).ok_or_else(|| format!("unknown source {n:?}"))?;
+                let pin = store::lock(&store, n, s, &opts)?;
+                text = store::update_pin_in_toml(&text, n, &pin)?;
+                println!("{}  {n}", pin.sha256);
+            }
+            build::atomic::write(&l.path, text.as_bytes())?;
+            Ok(0)
+        }
+        Cmd::Summary { model } => {
+            let bytes = std::fs::read(&model).map_err(|e| format!("{}: {e}", model.display()))?;
+            let m = crate::graph::onnx::from_bytes(&bytes, &model.display().to_string())?;
+            print!("{}", crate::graph::summary::summary(&m, bytes.len()));
+            Ok(0)
+        }
+        Cmd::Aon(cmd) => aon::run(cmd),
+    }
 }

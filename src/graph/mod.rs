@@ -9,6 +9,7 @@ pub mod builder;
 pub mod ir;
 pub mod onnx;
 pub mod passes;
+pub mod summary;
 
 pub use builder::Builder;
 pub use ir::{Attr, DType, Dim, Graph, Model, Node, Tensor, ValueInfo};

@@ -136,14 +136,18 @@ fn pad<const R: usize>(a: [[f32; NR]; R]) -> [[f32; NR]; MR] {
 
 #[inline(always)]
 fn micro<const R: usize>(x: &[f32], k: usize, panel: &[f32]) -> [[f32; NR]; R] {
+    assert!(x.len() >= R * k && panel.len() >= k * NR);
     let mut acc = [[0.0f32; NR]; R];
-    let rows: [&[f32]; R] = std::array::from_fn(|i| &x[i * k..(i + 1) * k]);
-    for (kk, b) in panel.chunks_exact(NR).enumerate() {
-        let b: &[f32; NR] = b.try_into().expect("panel chunk");
-        for i in 0..R {
-            let a = rows[i][kk];
+    let xp = x.as_ptr();
+    let bp = panel.as_ptr();
+    for kk in 0..k {
+        // SAFETY: kk < k, so kk*NR + NR <= panel.len() and i*k + kk < R*k <= x.len(),
+        // both asserted above.
+        let b: [f32; NR] = unsafe { *(bp.add(kk * NR) as *const [f32; NR]) };
+        for (i, acc_i) in acc.iter_mut().enumerate() {
+            let a = unsafe { *xp.add(i * k + kk) };
             for j in 0..NR {
-                acc[i][j] += a * b[j];
+                acc_i[j] += a * b[j];
             }
         }
     }

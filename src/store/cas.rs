@@ -219,3 +219,8 @@ pub(crate) fn copy_hashing(
     w.flush().map_err(io_err("write", to))?;
     Ok((hex::encode(h.finalize()), n))
 }
+
+/// sha256 (lowercase hex) of bytes in memory.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -67,7 +67,7 @@ mod unpack;
 #[cfg(test)]
 mod tests;
 
-pub use cas::{hash_file, Store};
+pub use cas::{hash_bytes, hash_file, Store};
 pub use error::{Result, StoreError};
 pub use fetch::{fetch, hf_url, lock, FetchOptions, HfToken, Pin, DEFAULT_HF_ENDPOINT};
 pub use pin::update_pin_in_toml;

@@ -226,7 +226,9 @@ impl Source {
                         format!("must be `owner/name`, got `{}`", s.repo),
                     ));
                 }
-                if s.revision.len() != 40 || !s.revision.bytes().all(is_lower_hex) {
+                // An unlocked source may leave its revision empty until it is locked.
+                let unlocked = s.revision.is_empty() && s.sha256.is_empty();
+                if !unlocked && (s.revision.len() != 40 || !s.revision.bytes().all(is_lower_hex)) {
                     return Err(bad(
                         "revision",
                         format!(

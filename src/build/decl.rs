@@ -1,0 +1,215 @@
+//! The declaration file: `[sources.NAME]` (see [`crate::store`]) and
+//! `[targets.NAME]` tables.
+//!
+//! ```toml
+//! [targets.minilm-intent-int8]
+//! rule = "aon"                       # the AON pipeline
+//! description = "…"
+//! default = true                     # the target README's main job builds
+//! model = ["minilm"]                 # sources materialised into the model directory
+//! intents = "voice-intents"          # {"train": [[text, label]…], "test": …}
+//! calibration = "voice-calibration"  # JSON array of strings (optional)
+//! artifact = "minilm-intent-classifier-fp32.onnx"
+//! convert = { classes = 100, pooling = "mean-normalized", max_seq_len = 128 }
+//! validate = { max_abs_logit_diff = 1e-3 }
+//! ```
+
+use crate::aon::convert::ConvertParams;
+use crate::aon::validate::ValidateParams;
+use crate::store::Source;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The declaration embedded in the binary.
+pub const EMBEDDED: &str = include_str!("../../rules/targets.toml");
+
+/// In-repo files embedded with the declaration, by repo-relative path.
+pub const EMBEDDED_FILES: &[(&str, &[u8])] = &[
+    ("data/intents/voice-assistant.json", include_bytes!("../../data/intents/voice-assistant.json")),
+    ("data/intents/calibration.json", include_bytes!("../../data/intents/calibration.json")),
+];
+
+/// Failures reading the declaration.
+#[derive(Debug, thiserror::Error)]
+pub enum DeclError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Not a valid declaration.
+    #[error("{path}: {source}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        source: toml::de::Error,
+    },
+    /// A source is invalid.
+    #[error("{path}: {source}")]
+    Source {
+        /// The file.
+        path: PathBuf,
+        /// The store's error.
+        source: crate::store::StoreError,
+    },
+    /// A target names a source that is not declared.
+    #[error("{path}: target {target} uses unknown source {source_name:?}")]
+    UnknownSource {
+        /// The file.
+        path: PathBuf,
+        /// The target.
+        target: String,
+        /// The missing source.
+        source_name: String,
+    },
+    /// No such target.
+    #[error("unknown target {name:?}; known targets: {known}")]
+    UnknownTarget {
+        /// The name asked for.
+        name: String,
+        /// Declared targets.
+        known: String,
+    },
+}
+
+/// The pipeline a target runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rule {
+    /// Encoder → intent classifier → ONNX.
+    Aon,
+}
+
+/// One target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Pipeline.
+    pub rule: Rule,
+    /// One line for `avac targets`.
+    pub description: String,
+    /// Built by README's main job.
+    #[serde(default)]
+    pub default: bool,
+    /// Sources forming the model directory.
+    pub model: Vec<String>,
+    /// Labelled intents.
+    pub intents: String,
+    /// Calibration text.
+    #[serde(default)]
+    pub calibration: Option<String>,
+    /// Artifact file name.
+    pub artifact: String,
+    /// Conversion parameters.
+    pub convert: ConvertParams,
+    /// Validation gates.
+    #[serde(default)]
+    pub validate: ValidateParams,
+}
+
+impl Target {
+    /// Every source the target reads, sorted.
+    pub fn sources(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.model.iter().map(String::as_str).collect();
+        v.push(&self.intents);
+        v.extend(self.calibration.as_deref());
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// The whole declaration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Declaration {
+    /// Sources by name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, Source>,
+    /// Targets by name.
+    #[serde(default)]
+    pub targets: BTreeMap<String, Target>,
+}
+
+/// A declaration and where its `file` sources live.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The parsed declaration.
+    pub decl: Declaration,
+    /// Where it was read from (`<embedded>` for the built-in copy).
+    pub path: PathBuf,
+    /// Repository root for `file` sources; `None` for the embedded copy.
+    pub repo_root: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// Parses and checks declaration text.
+    pub fn parse(text: &str, path: &Path, repo_root: Option<PathBuf>) -> Result<Self, DeclError> {
+        let decl: Declaration = toml::from_str(text).map_err(|source| DeclError::Toml { path: path.into(), source })?;
+        for (name, s) in &decl.sources {
+            s.validate(name).map_err(|source| DeclError::Source { path: path.into(), source })?;
+        }
+        for (t, target) in &decl.targets {
+            for s in target.sources() {
+                if !decl.sources.contains_key(s) {
+                    return Err(DeclError::UnknownSource { path: path.into(), target: t.clone(), source_name: s.into() });
+                }
+            }
+        }
+        Ok(Loaded { decl, path: path.into(), repo_root })
+    }
+
+    /// Reads `path` (repo root: the parent of its `rules/` directory).
+    pub fn read(path: &Path) -> Result<Self, DeclError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DeclError::Io { path: path.into(), source })?;
+        let root = path.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        Self::parse(&text, path, Some(root))
+    }
+
+    /// The embedded declaration.
+    pub fn embedded() -> Self {
+        Self::parse(EMBEDDED, Path::new("<embedded rules/targets.toml>"), None).expect("the embedded declaration is checked by tests")
+    }
+
+    /// `rules/targets.toml` in the current directory or a parent, else the embedded copy.
+    pub fn discover() -> Result<Self, DeclError> {
+        let mut dir = std::env::current_dir().ok();
+        while let Some(d) = dir {
+            let p = d.join("rules/targets.toml");
+            if p.is_file() && d.join("Cargo.toml").is_file() {
+                return Self::read(&p);
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+        Ok(Self::embedded())
+    }
+
+    /// A target by name.
+    pub fn target(&self, name: &str) -> Result<&Target, DeclError> {
+        self.decl.targets.get(name).ok_or_else(|| DeclError::UnknownTarget {
+            name: name.into(),
+            known: self.decl.targets.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_declaration_parses_and_pins_embedded_files() {
+        let l = Loaded::embedded();
+        assert!(l.decl.targets.values().filter(|t| t.default).count() == 1);
+        for (path, bytes) in EMBEDDED_FILES {
+            let sha = crate::store::hash_bytes(bytes);
+            let pinned = l.decl.sources.values().any(|s| matches!(s, Source::File(f) if f.path == *path && f.sha256 == sha));
+            assert!(pinned, "{path} is embedded but its pin in rules/targets.toml does not match ({sha})");
+        }
+    }
+}

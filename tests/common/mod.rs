@@ -1,0 +1,64 @@
+//! Shared helpers for the integration tests: run the real `avac` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A store shared by the tests of one run (sources are content-addressed,
+/// so sharing is safe); `AVAC_TEST_STORE` overrides it.
+pub fn store() -> PathBuf {
+    std::env::var_os("AVAC_TEST_STORE").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("AVAC_STORE").map(PathBuf::from).unwrap_or_else(|| repo().join("target/test-store"))
+    })
+}
+
+/// Runs avac with `args` in `cwd`.
+pub fn avac(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_avac"))
+        .current_dir(cwd)
+        .env("AVAC_STORE", store())
+        .args(args)
+        .output()
+        .expect("run avac")
+}
+
+/// Stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `sha256  name` lines of a build's stdout with paths reduced to file names.
+pub fn digests(o: &Output) -> String {
+    stdout(o)
+        .lines()
+        .map(|l| {
+            let (d, p) = l.split_once("  ").expect("sha256  path");
+            format!("{d}  {}\n", Path::new(p).file_name().unwrap().to_string_lossy())
+        })
+        .collect()
+}
+
+/// The golden digests of a target.
+pub fn golden(target: &str) -> String {
+    std::fs::read_to_string(repo().join(format!("golden/{target}.sha256"))).unwrap_or_default()
+}
+
+/// Asserts a build's digests equal the golden file, or writes it when
+/// `AVAC_BLESS=1` (review the diff and say why the bytes changed in the commit).
+pub fn assert_golden(target: &str, got: &str) {
+    if std::env::var("AVAC_BLESS").as_deref() == Ok("1") {
+        std::fs::write(repo().join(format!("golden/{target}.sha256")), got).unwrap();
+        return;
+    }
+    assert_eq!(got, golden(target), "digests of {target} differ from golden/{target}.sha256");
+}

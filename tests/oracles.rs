@@ -1,0 +1,71 @@
+//! Oracles nobody here wrote: onnx.checker and onnxruntime (pinned in
+//! toolchains/python-oracles.txt) load and run the exported and optimized
+//! models; their logits agree with avac's reference forward.
+
+mod common;
+use avac::aon::classifier::Classifier;
+use common::*;
+use std::path::Path;
+
+/// Runs convert → export → optimize on a model directory; returns (classifier dir, raw, optimized).
+fn pipeline(dir: &Path, model: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let params = dir.join("convert.json");
+    std::fs::write(&params, r#"{"classes": 100, "pooling": "mean"}"#).unwrap();
+    let intents = repo().join("data/intents/voice-assistant.json");
+    let cls = dir.join("classifier");
+    let run = |args: &[&str]| {
+        let o = avac(dir, args);
+        assert!(o.status.success(), "{:?}: {}", args, stderr(&o));
+    };
+    run(&["aon", "convert", "--model", model.to_str().unwrap(), "--intents", intents.to_str().unwrap(), "--params", params.to_str().unwrap(), "--out", cls.to_str().unwrap()]);
+    run(&["aon", "export", "--classifier", "classifier", "--out", "model.onnx"]);
+    run(&["aon", "optimize", "--in", "model.onnx", "--out", "model.opt.onnx", "--report", "optimize.json"]);
+    (cls, dir.join("model.onnx"), dir.join("model.opt.onnx"))
+}
+
+/// Writes oracle cases (padded batches of 4 with masks) and runs the Python oracle.
+fn check_with_onnxruntime(dir: &Path, cls: &Path, model: &Path) -> serde_json::Value {
+    let c = Classifier::load(cls).unwrap();
+    let data: serde_json::Value = serde_json::from_slice(&std::fs::read(repo().join("data/intents/voice-assistant.json")).unwrap()).unwrap();
+    let texts: Vec<String> = data["test"].as_array().unwrap().iter().step_by(25).map(|p| p[0].as_str().unwrap().to_string()).collect();
+    let seqs: Vec<Vec<u32>> = texts.iter().map(|t| c.tokenizer.encode(t).unwrap().ids).collect();
+    let logits = c.logits(&seqs).unwrap();
+    let k = c.labels.len();
+    let pad = c.tokenizer.pad_id().unwrap_or(0) as i64;
+    let mut cases = Vec::new();
+    for (bi, chunk) in seqs.chunks(4).enumerate() {
+        let len = chunk.iter().map(Vec::len).max().unwrap() + 3;
+        let ids: Vec<Vec<i64>> = chunk.iter().map(|s| (0..len).map(|i| s.get(i).map_or(pad, |&v| v as i64)).collect()).collect();
+        let mask: Vec<Vec<i64>> = chunk.iter().map(|s| (0..len).map(|i| (i < s.len()) as i64).collect()).collect();
+        let l: Vec<Vec<f32>> = (0..chunk.len()).map(|j| logits[(bi * 4 + j) * k..(bi * 4 + j + 1) * k].to_vec()).collect();
+        cases.push(serde_json::json!({ "input_ids": ids, "attention_mask": mask, "logits": l }));
+    }
+    let spec = dir.join("cases.json");
+    std::fs::write(&spec, serde_json::to_vec(&serde_json::json!({ "tolerance": 1e-3, "cases": cases })).unwrap()).unwrap();
+    let o = std::process::Command::new("python3")
+        .arg(repo().join("tests/oracles/onnx_oracle.py"))
+        .arg(model)
+        .arg(&spec)
+        .output()
+        .expect("python3");
+    let out = stdout(&o);
+    assert!(o.status.success(), "oracle failed: {out}{}", stderr(&o));
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+#[test]
+fn tiny_albert_runs_in_onnxruntime_before_and_after_optimization() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("albert");
+    avac::fixtures::generate("albert", &Default::default(), &model).unwrap();
+    let (cls, raw, opt) = pipeline(d.path(), &model);
+    for m in [&raw, &opt] {
+        let r = check_with_onnxruntime(d.path(), &cls, m);
+        eprintln!("{}: {r}", m.display());
+        assert_eq!(r["ok"], true);
+    }
+    let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(d.path().join("optimize.json")).unwrap()).unwrap();
+    let ops = &rep["after"]["ops"];
+    assert!(ops["LayerNormalization"].as_u64().unwrap() > 0, "{rep}");
+    assert!(ops.get("ReduceMean").is_none(), "LayerNorm not fully fused: {rep}");
+}
