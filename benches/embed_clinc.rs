@@ -3,7 +3,9 @@
 //!
 //! `AVAC_BENCH_MODEL=DIR cargo bench --bench embed_clinc` (DIR holds
 //! config.json, model.safetensors, tokenizer.json). Reports wall time,
-//! tokens/s and GFLOP/s of the dense layers, for 1 thread and all threads.
+//! tokens/s and GFLOP/s of the dense layers, for all threads and 1 thread
+//! (checking the bits agree), then fits the intent head on the train split
+//! and reports accuracy on the 4,500 in-scope test utterances.
 
 use avac::formats::hf_config::EncoderConfig;
 use avac::formats::safetensors::SafeTensors;
@@ -47,4 +49,38 @@ fn main() {
         }
     }
     println!("bit-identical across thread counts");
+
+    let labels: Vec<String> = {
+        let mut l: Vec<String> = v["train"].as_array().unwrap().iter().map(|p| p[1].as_str().unwrap().to_string()).collect();
+        l.sort();
+        l.dedup();
+        l
+    };
+    let id = |p: &serde_json::Value| labels.binary_search(&p[1].as_str().unwrap().to_string()).unwrap();
+    let y: Vec<usize> = v["train"].as_array().unwrap().iter().map(id).collect();
+    let test: Vec<(String, usize)> = v["test"].as_array().unwrap().iter().map(|p| (p[0].as_str().unwrap().to_string(), id(p))).collect();
+    let t = Instant::now();
+    let head = avac::aon::head::fit(reference.as_ref().unwrap(), &y, cfg.hidden_size, labels.len(), &Default::default());
+    println!("head fit ({} classes, {} examples): {:.1}s, final loss {:.4}", labels.len(), y.len(), t.elapsed().as_secs_f64(), head.final_loss);
+    let test_texts: Vec<String> = test.iter().map(|(t, _)| t.clone()).collect();
+    let seqs: Vec<Vec<u32>> = tok.encode_batch_capped(&test_texts, &SeqPolicy::default()).unwrap().into_iter().map(|e| e.ids).collect();
+    let feats = enc.embed(&seqs, Pooling::MeanNormalized, 4096).unwrap();
+    let h = cfg.hidden_size;
+    let mut correct = 0;
+    for (i, (_, want)) in test.iter().enumerate() {
+        let f = &feats[i * h..(i + 1) * h];
+        let mut best = (f32::NEG_INFINITY, 0);
+        for c in 0..labels.len() {
+            let mut acc = 0.0f32;
+            for (a, b) in head.w[c * h..(c + 1) * h].iter().zip(f) {
+                acc += a * b;
+            }
+            let s = acc + head.b[c];
+            if s > best.0 {
+                best = (s, c);
+            }
+        }
+        correct += (best.1 == *want) as usize;
+    }
+    println!("CLINC150 in-scope test accuracy (FP32 reference): {}/{} = {:.2}%", correct, test.len(), 100.0 * correct as f64 / test.len() as f64);
 }

