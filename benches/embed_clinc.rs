@@ -36,13 +36,7 @@ fn main() {
         let t = Instant::now();
         let out = pool.install(|| enc.embed(&seqs, Pooling::MeanNormalized, 4096)).unwrap();
         let s = t.elapsed().as_secs_f64();
-        println!(
-            "threads={threads}: {:.2}s  {:.0} utt/s  {:.0} tok/s  {:.1} GFLOP/s",
-            s,
-            texts.len() as f64 / s,
-            tokens as f64 / s,
-            flops / s / 1e9
-        );
+        println!("threads={threads}: {:.2}s  {:.0} utt/s  {:.0} tok/s  {:.1} GFLOP/s", s, texts.len() as f64 / s, tokens as f64 / s, flops / s / 1e9);
         match &reference {
             None => reference = Some(out),
             Some(r) => assert!(r.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "bits differ across thread counts"),

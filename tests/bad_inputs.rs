@@ -24,7 +24,18 @@ fn convert_fails(dir: &Path, model: &Path, intents: &Path, classes: usize, needl
     let p = params(dir, classes);
     let o = avac(
         dir,
-        &["aon", "convert", "--model", model.to_str().unwrap(), "--intents", intents.to_str().unwrap(), "--params", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[
+            "aon",
+            "convert",
+            "--model",
+            model.to_str().unwrap(),
+            "--intents",
+            intents.to_str().unwrap(),
+            "--params",
+            p.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
     );
     let err = stderr(&o);
     assert!(!o.status.success(), "unexpected success");

@@ -17,8 +17,7 @@ fn tiny_target_is_reproducible_and_golden() {
     assert_eq!(digests(&o1), digests(&o2));
     assert_golden("malbert-tiny-int8", &digests(&o1));
     let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(a.path().join("malbert-tiny-intent-classifier-fp32.onnx.validation.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(a.path().join("malbert-tiny-intent-classifier-fp32.onnx.validation.json")).unwrap()).unwrap();
     assert_eq!(report["agreement"], 1.0);
     assert!(report["max_abs_logit_diff"].as_f64().unwrap() <= 1e-3);
 }

@@ -16,8 +16,7 @@ fn reference_forward_matches_candle_bert() {
     let enc = avac::model::Encoder::load(&cfg, &st).unwrap();
     let tok = avac::formats::tokenizer::Tokenizer::load(dir.join("tokenizer.json")).unwrap();
 
-    let ccfg: candle_transformers::models::bert::Config =
-        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let ccfg: candle_transformers::models::bert::Config = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     // SAFETY: the file is not modified while mapped.
     let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu).unwrap() };
     let bert = candle_transformers::models::bert::BertModel::load(vb, &ccfg).unwrap();
@@ -57,10 +56,8 @@ fn default_target_builds_golden_and_runs_in_onnxruntime() {
     let o = avac(&repo(), &["build", "minilm-intent-int8", "--out", out.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_golden("minilm-intent-int8", &digests(&o));
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.path().join("minilm-intent-classifier-fp32.onnx.validation.json")).unwrap(),
-    )
-    .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("minilm-intent-classifier-fp32.onnx.validation.json")).unwrap()).unwrap();
     eprintln!("validation: {report}");
     assert!(report["accuracy_reference"].as_f64().unwrap() >= 0.8);
 }

@@ -17,7 +17,18 @@ fn pipeline(dir: &Path, model: &Path) -> (std::path::PathBuf, std::path::PathBuf
         let o = avac(dir, args);
         assert!(o.status.success(), "{:?}: {}", args, stderr(&o));
     };
-    run(&["aon", "convert", "--model", model.to_str().unwrap(), "--intents", intents.to_str().unwrap(), "--params", params.to_str().unwrap(), "--out", cls.to_str().unwrap()]);
+    run(&[
+        "aon",
+        "convert",
+        "--model",
+        model.to_str().unwrap(),
+        "--intents",
+        intents.to_str().unwrap(),
+        "--params",
+        params.to_str().unwrap(),
+        "--out",
+        cls.to_str().unwrap(),
+    ]);
     run(&["aon", "export", "--classifier", "classifier", "--out", "model.onnx"]);
     run(&["aon", "optimize", "--in", "model.onnx", "--out", "model.opt.onnx", "--report", "optimize.json"]);
     (cls, dir.join("model.onnx"), dir.join("model.opt.onnx"))
@@ -42,12 +53,7 @@ fn check_with_onnxruntime(dir: &Path, cls: &Path, model: &Path) -> serde_json::V
     }
     let spec = dir.join("cases.json");
     std::fs::write(&spec, serde_json::to_vec(&serde_json::json!({ "tolerance": 1e-3, "cases": cases })).unwrap()).unwrap();
-    let o = std::process::Command::new("python3")
-        .arg(repo().join("tests/oracles/onnx_oracle.py"))
-        .arg(model)
-        .arg(&spec)
-        .output()
-        .expect("python3");
+    let o = std::process::Command::new("python3").arg(repo().join("tests/oracles/onnx_oracle.py")).arg(model).arg(&spec).output().expect("python3");
     let out = stdout(&o);
     assert!(o.status.success(), "oracle failed: {out}{}", stderr(&o));
     serde_json::from_str(out.trim()).unwrap()

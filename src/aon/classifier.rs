@@ -128,14 +128,7 @@ impl Classifier {
         let head_w = st.expect(&[""], "classifier.weight", &[rows, cfg.hidden_size])?;
         let head_b = st.expect(&[""], "classifier.bias", &[rows])?;
         let tokenizer = Tokenizer::load(dir.join("tokenizer.json"))?;
-        Ok(Classifier {
-            encoder,
-            head: Dense::new(head_w, head_b, rows, cfg.hidden_size),
-            pooling: info.pooling,
-            labels: info.labels.clone(),
-            tokenizer,
-            info,
-        })
+        Ok(Classifier { encoder, head: Dense::new(head_w, head_b, rows, cfg.hidden_size), pooling: info.pooling, labels: info.labels.clone(), tokenizer, info })
     }
 
     /// Logits `[n, classes]` for token sequences.
@@ -146,13 +139,7 @@ impl Classifier {
 }
 
 /// Writes a classifier directory (files written whole, directory must exist).
-pub fn save(
-    dir: &Path,
-    encoder: &Encoder,
-    head: &Dense,
-    tokenizer_json: &[u8],
-    info: &ClassifierInfo,
-) -> Result<(), ClassifierError> {
+pub fn save(dir: &Path, encoder: &Encoder, head: &Dense, tokenizer_json: &[u8], info: &ClassifierInfo) -> Result<(), ClassifierError> {
     if info.labels.len() != head.out {
         return Err(ClassifierError::LabelCount { path: dir.into(), labels: info.labels.len(), rows: head.out });
     }
@@ -165,8 +152,7 @@ pub fn save(
     let mut info_json = serde_json::to_vec_pretty(info).expect("serialisable");
     info_json.push(b'\n');
     write("classifier.json", &info_json)?;
-    let mut tensors: BTreeMap<String, OwnedTensor> =
-        encoder.tensors().into_iter().map(|(k, (s, v))| (k, OwnedTensor::from_f32(s, &v))).collect();
+    let mut tensors: BTreeMap<String, OwnedTensor> = encoder.tensors().into_iter().map(|(k, (s, v))| (k, OwnedTensor::from_f32(s, &v))).collect();
     tensors.insert("classifier.weight".into(), OwnedTensor::from_f32(vec![head.out, head.inp], &head.w));
     tensors.insert("classifier.bias".into(), OwnedTensor::from_f32(vec![head.out], &head.b));
     safetensors::write(&dir.join("model.safetensors"), &tensors, &BTreeMap::new())?;
@@ -202,8 +188,7 @@ pub fn config_json(cfg: &EncoderConfig, labels: &[String]) -> Vec<u8> {
         put("num_hidden_groups", 1.into());
         put("inner_group_num", 1.into());
     }
-    let id2label: serde_json::Map<String, serde_json::Value> =
-        labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone().into())).collect();
+    let id2label: serde_json::Map<String, serde_json::Value> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone().into())).collect();
     put("id2label", id2label.into());
     let mut sorted: Vec<_> = m.into_iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));

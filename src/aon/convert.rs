@@ -167,10 +167,7 @@ pub fn convert(
     }
     let (mut cfg, st, tok) = load_checkpoint(model_dir)?;
     if params.max_seq_len > cfg.max_positions {
-        return Err(ConvertError::Param {
-            name: "max_seq_len",
-            why: format!("{} exceeds the model's {} positions", params.max_seq_len, cfg.max_positions),
-        });
+        return Err(ConvertError::Param { name: "max_seq_len", why: format!("{} exceeds the model's {} positions", params.max_seq_len, cfg.max_positions) });
     }
     let data = Intents::read(intents_path, params.classes)?;
     let encoder = Encoder::load(&cfg, &st)?;
@@ -221,8 +218,7 @@ pub fn convert(
         let labels = cfg.labels.clone().unwrap_or_else(|| data.labels.clone());
         (Dense::new(w, b, found, h), labels, "checkpoint", None)
     } else {
-        let seqs: Vec<Vec<u32>> =
-            tok.encode_batch_capped(&data.train.texts, &policy)?.into_iter().map(|e| e.ids).collect();
+        let seqs: Vec<Vec<u32>> = tok.encode_batch_capped(&data.train.texts, &policy)?.into_iter().map(|e| e.ids).collect();
         let feats = enc.embed(&seqs, params.pooling, 4096)?;
         let fitted = fit(&feats, &data.train.labels, h, data.labels.len(), &params.fit);
         (Dense::new(fitted.w, fitted.b, data.labels.len(), h), data.labels.clone(), "fitted", Some(fitted.final_loss))

@@ -133,10 +133,7 @@ pub fn export(c: &Classifier, metadata: BTreeMap<String, String>) -> Model {
     let batch = Dim::Sym("batch".into());
     let seq = Dim::Sym("seq".into());
     let mut graph = Graph { name: "malbert_intent_classifier".into(), ..Default::default() };
-    graph.inputs = vec![
-        io("input_ids", DType::I64, &[batch.clone(), seq.clone()]),
-        io("attention_mask", DType::I64, &[batch.clone(), seq.clone()]),
-    ];
+    graph.inputs = vec![io("input_ids", DType::I64, &[batch.clone(), seq.clone()]), io("attention_mask", DType::I64, &[batch.clone(), seq.clone()])];
     graph.outputs = vec![io("logits", DType::F32, &[batch, Dim::Fixed(c.labels.len() as i64)])];
     let mut x = Ex { b: Builder::new(&mut graph), consts: BTreeMap::new() };
 

@@ -93,9 +93,7 @@ fn pairs(path: &Path, v: &serde_json::Value, key: &str) -> Result<Vec<(String, S
         .map(|(i, p)| {
             let at = format!("{key}[{i}]");
             match p.as_array().map(|a| a.as_slice()) {
-                Some([serde_json::Value::String(t), serde_json::Value::String(l)]) if !t.trim().is_empty() && !l.is_empty() => {
-                    Ok((t.clone(), l.clone()))
-                }
+                Some([serde_json::Value::String(t), serde_json::Value::String(l)]) if !t.trim().is_empty() && !l.is_empty() => Ok((t.clone(), l.clone())),
                 _ => Err(shape(at, "not a [text, label] pair of non-empty strings")),
             }
         })

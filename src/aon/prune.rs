@@ -155,11 +155,7 @@ pub struct TokenDiff {
 
 impl std::fmt::Display for TokenDiff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "before {:?} (ids {:?}), after {:?} (old ids {:?})",
-            self.before, self.before_ids, self.after, self.after_ids
-        )
+        write!(f, "before {:?} (ids {:?}), after {:?} (old ids {:?})", self.before, self.before_ids, self.after, self.after_ids)
     }
 }
 
@@ -188,10 +184,7 @@ pub fn prune(tok: &Tokenizer, corpus: &[String]) -> Result<Pruned, PruneError> {
     let file = tok.file();
     let model_type = tok.model_type();
     if !matches!(model_type, "WordPiece" | "Unigram") {
-        return Err(PruneError::UnsupportedModel {
-            file: file.to_owned(),
-            model_type: model_type.to_owned(),
-        });
+        return Err(PruneError::UnsupportedModel { file: file.to_owned(), model_type: model_type.to_owned() });
     }
     let before = tok.encode_batch(corpus)?;
 
@@ -203,13 +196,11 @@ pub fn prune(tok: &Tokenizer, corpus: &[String]) -> Result<Pruned, PruneError> {
     }
     match tok.hf().get_model() {
         ModelWrapper::WordPiece(wp) => {
-            let unk = wp
-                .token_to_id(&wp.unk_token)
-                .ok_or_else(|| PruneError::Malformed {
-                    file: file.to_owned(),
-                    field: "model.unk_token".into(),
-                    problem: format!("{:?} is not in model.vocab", wp.unk_token),
-                })?;
+            let unk = wp.token_to_id(&wp.unk_token).ok_or_else(|| PruneError::Malformed {
+                file: file.to_owned(),
+                field: "model.unk_token".into(),
+                problem: format!("{:?} is not in model.vocab", wp.unk_token),
+            })?;
             keep.insert(unk);
             for (text, enc) in corpus.iter().zip(&before) {
                 if enc.ids.contains(&unk) {
@@ -227,51 +218,27 @@ pub fn prune(tok: &Tokenizer, corpus: &[String]) -> Result<Pruned, PruneError> {
     }
 
     let old_ids: Vec<u32> = keep.into_iter().collect();
-    let new_of: BTreeMap<u32, u32> = old_ids
-        .iter()
-        .enumerate()
-        .map(|(new, &old)| (old, new as u32))
-        .collect();
+    let new_of: BTreeMap<u32, u32> = old_ids.iter().enumerate().map(|(new, &old)| (old, new as u32)).collect();
     rewrite(&mut json, file, &new_of)?;
-    let mut tokenizer_json =
-        serde_json::to_vec_pretty(&json).map_err(|source| PruneError::Serialize {
-            file: file.to_owned(),
-            source,
-        })?;
+    let mut tokenizer_json = serde_json::to_vec_pretty(&json).map_err(|source| PruneError::Serialize { file: file.to_owned(), source })?;
     tokenizer_json.push(b'\n');
 
     verify(tok, corpus, &before, &tokenizer_json, &old_ids)?;
-    Ok(Pruned {
-        tokenizer_json,
-        report: PruneReport {
-            before: tok.vocab_size(),
-            after: old_ids.len(),
-        },
-        old_ids,
-    })
+    Ok(Pruned { tokenizer_json, report: PruneReport { before: tok.vocab_size(), after: old_ids.len() }, old_ids })
 }
 
 /// Picks embedding rows: row `new` of the result is row `old_ids[new]` of
 /// `table` (`rows x width`, row-major).
 pub fn remap_rows(table: &[f32], width: usize, old_ids: &[u32]) -> Result<Vec<f32>, PruneError> {
     if width == 0 || !table.len().is_multiple_of(width) {
-        return Err(PruneError::TableShape {
-            len: table.len(),
-            width,
-        });
+        return Err(PruneError::TableShape { len: table.len(), width });
     }
     let rows = table.len() / width;
     let mut out = Vec::with_capacity(old_ids.len().saturating_mul(width));
     for (new_id, &old_id) in old_ids.iter().enumerate() {
-        let start = (old_id as usize)
-            .checked_mul(width)
-            .filter(|_| (old_id as usize) < rows);
+        let start = (old_id as usize).checked_mul(width).filter(|_| (old_id as usize) < rows);
         let Some(start) = start else {
-            return Err(PruneError::RowOutOfRange {
-                new_id,
-                old_id,
-                rows,
-            });
+            return Err(PruneError::RowOutOfRange { new_id, old_id, rows });
         };
         out.extend_from_slice(&table[start..start + width]);
     }
@@ -281,24 +248,16 @@ pub fn remap_rows(table: &[f32], width: usize, old_ids: &[u32]) -> Result<Vec<f3
 /// Keeps the pieces WordPiece matched in each word of `text` before a word
 /// fell back to `[UNK]`, replaying the crate's greedy longest-match on the
 /// same normalized, pre-tokenized words.
-fn wordpiece_attempts(
-    tok: &Tokenizer,
-    wp: &tokenizers::models::wordpiece::WordPiece,
-    text: &str,
-    keep: &mut BTreeSet<u32>,
-) -> Result<(), PruneError> {
+fn wordpiece_attempts(tok: &Tokenizer, wp: &tokenizers::models::wordpiece::WordPiece, text: &str, keep: &mut BTreeSet<u32>) -> Result<(), PruneError> {
     let hf = tok.hf();
-    let mut pre = hf
-        .get_added_vocabulary()
-        .extract_and_normalize(hf.get_normalizer(), text);
+    let mut pre = hf.get_added_vocabulary().extract_and_normalize(hf.get_normalizer(), text);
     if let Some(pt) = hf.get_pre_tokenizer() {
-        pt.pre_tokenize(&mut pre)
-            .map_err(|e| TokenizerError::Encode {
-                file: tok.file().to_owned(),
-                index: None,
-                prefix: text_prefix(text),
-                message: e.to_string(),
-            })?;
+        pt.pre_tokenize(&mut pre).map_err(|e| TokenizerError::Encode {
+            file: tok.file().to_owned(),
+            index: None,
+            prefix: text_prefix(text),
+            message: e.to_string(),
+        })?;
     }
     for (word, _, tokens) in pre.get_splits(OffsetReferential::Original, OffsetType::Byte) {
         if tokens.is_some() || word.chars().count() > wp.max_input_chars_per_word {
@@ -312,11 +271,7 @@ fn wordpiece_attempts(
                     break None;
                 }
                 let sub = &word[start..end];
-                let piece = if start > 0 {
-                    format!("{}{sub}", wp.continuing_subword_prefix)
-                } else {
-                    sub.to_owned()
-                };
+                let piece = if start > 0 { format!("{}{sub}", wp.continuing_subword_prefix) } else { sub.to_owned() };
                 if let Some(id) = wp.token_to_id(&piece) {
                     break Some(id);
                 }
@@ -339,42 +294,29 @@ fn unigram_min_score_id(json: &Value, file: &str) -> Result<u32, PruneError> {
     let vocab = unigram_vocab(json, file)?;
     let mut best: Option<(usize, f64)> = None;
     for (i, entry) in vocab.iter().enumerate() {
-        let score = entry
-            .get(1)
-            .and_then(Value::as_f64)
-            .ok_or_else(|| PruneError::Malformed {
-                file: file.to_owned(),
-                field: format!("model.vocab[{i}]"),
-                problem: "is not a [piece, score] pair".into(),
-            })?;
+        let score = entry.get(1).and_then(Value::as_f64).ok_or_else(|| PruneError::Malformed {
+            file: file.to_owned(),
+            field: format!("model.vocab[{i}]"),
+            problem: "is not a [piece, score] pair".into(),
+        })?;
         if best.is_none_or(|(_, s)| score < s) {
             best = Some((i, score));
         }
     }
-    let (i, _) = best.ok_or_else(|| PruneError::Malformed {
-        file: file.to_owned(),
-        field: "model.vocab".into(),
-        problem: "is empty".into(),
-    })?;
+    let (i, _) = best.ok_or_else(|| PruneError::Malformed { file: file.to_owned(), field: "model.vocab".into(), problem: "is empty".into() })?;
     to_u32(i as u64, file, "model.vocab")
 }
 
 fn unigram_vocab<'a>(json: &'a Value, file: &str) -> Result<&'a Vec<Value>, PruneError> {
-    json.pointer("/model/vocab")
-        .and_then(Value::as_array)
-        .ok_or_else(|| PruneError::Malformed {
-            file: file.to_owned(),
-            field: "model.vocab".into(),
-            problem: "is not a list of [piece, score] pairs".into(),
-        })
+    json.pointer("/model/vocab").and_then(Value::as_array).ok_or_else(|| PruneError::Malformed {
+        file: file.to_owned(),
+        field: "model.vocab".into(),
+        problem: "is not a list of [piece, score] pairs".into(),
+    })
 }
 
 fn to_u32(id: u64, file: &str, field: &str) -> Result<u32, PruneError> {
-    u32::try_from(id).map_err(|_| PruneError::DanglingId {
-        file: file.to_owned(),
-        field: field.to_owned(),
-        id,
-    })
+    u32::try_from(id).map_err(|_| PruneError::DanglingId { file: file.to_owned(), field: field.to_owned(), id })
 }
 
 fn slot_id(slot: &Value, file: &str, field: &str) -> Result<u32, PruneError> {
@@ -389,11 +331,8 @@ fn slot_id(slot: &Value, file: &str, field: &str) -> Result<u32, PruneError> {
 /// Ids the file fixes outside the model and added tokens: the
 /// post-processor's and `padding.pad_id`.
 fn fixed_id_slots<'a>(json: &'a mut Value, file: &str) -> Result<Vec<&'a mut Value>, PruneError> {
-    let obj = json.as_object_mut().ok_or_else(|| PruneError::Malformed {
-        file: file.to_owned(),
-        field: "(root)".into(),
-        problem: "is not a JSON object".into(),
-    })?;
+    let obj =
+        json.as_object_mut().ok_or_else(|| PruneError::Malformed { file: file.to_owned(), field: "(root)".into(), problem: "is not a JSON object".into() })?;
     let mut slots = Vec::new();
     for (key, value) in obj.iter_mut() {
         match key.as_str() {
@@ -409,67 +348,38 @@ fn fixed_id_slots<'a>(json: &'a mut Value, file: &str) -> Result<Vec<&'a mut Val
     Ok(slots)
 }
 
-fn post_processor_slots<'a>(
-    pp: &'a mut Value,
-    file: &str,
-    slots: &mut Vec<&'a mut Value>,
-) -> Result<(), PruneError> {
+fn post_processor_slots<'a>(pp: &'a mut Value, file: &str, slots: &mut Vec<&'a mut Value>) -> Result<(), PruneError> {
     if pp.is_null() {
         return Ok(());
     }
-    let kind = pp
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let malformed = |field: &str, problem: &str| PruneError::Malformed {
-        file: file.to_owned(),
-        field: format!("post_processor.{field}"),
-        problem: problem.to_owned(),
-    };
+    let kind = pp.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+    let malformed =
+        |field: &str, problem: &str| PruneError::Malformed { file: file.to_owned(), field: format!("post_processor.{field}"), problem: problem.to_owned() };
     match kind.as_str() {
         "TemplateProcessing" => {
-            let specials = pp
-                .get_mut("special_tokens")
-                .and_then(Value::as_object_mut)
-                .ok_or_else(|| malformed("special_tokens", "is not an object"))?;
+            let specials = pp.get_mut("special_tokens").and_then(Value::as_object_mut).ok_or_else(|| malformed("special_tokens", "is not an object"))?;
             for (name, special) in specials.iter_mut() {
-                let ids = special
-                    .get_mut("ids")
-                    .and_then(Value::as_array_mut)
-                    .ok_or_else(|| {
-                        malformed(&format!("special_tokens.{name}.ids"), "is not a list")
-                    })?;
+                let ids =
+                    special.get_mut("ids").and_then(Value::as_array_mut).ok_or_else(|| malformed(&format!("special_tokens.{name}.ids"), "is not a list"))?;
                 slots.extend(ids.iter_mut());
             }
         }
         "BertProcessing" | "RobertaProcessing" => {
             for (key, value) in pp.as_object_mut().into_iter().flatten() {
                 if key == "sep" || key == "cls" {
-                    let pair = value
-                        .as_array_mut()
-                        .filter(|a| a.len() == 2)
-                        .ok_or_else(|| malformed(key, "is not a [token, id] pair"))?;
+                    let pair = value.as_array_mut().filter(|a| a.len() == 2).ok_or_else(|| malformed(key, "is not a [token, id] pair"))?;
                     slots.push(&mut pair[1]);
                 }
             }
         }
         "Sequence" => {
-            let list = pp
-                .get_mut("processors")
-                .and_then(Value::as_array_mut)
-                .ok_or_else(|| malformed("processors", "is not a list"))?;
+            let list = pp.get_mut("processors").and_then(Value::as_array_mut).ok_or_else(|| malformed("processors", "is not a list"))?;
             for inner in list.iter_mut() {
                 post_processor_slots(inner, file, slots)?;
             }
         }
         "ByteLevel" => {}
-        _ => {
-            return Err(PruneError::UnsupportedPostProcessor {
-                file: file.to_owned(),
-                kind,
-            })
-        }
+        _ => return Err(PruneError::UnsupportedPostProcessor { file: file.to_owned(), kind }),
     }
     Ok(())
 }
@@ -477,14 +387,11 @@ fn post_processor_slots<'a>(
 /// Rewrites every id in `json` through `new_of`, dropping unkept pieces.
 fn rewrite(json: &mut Value, file: &str, new_of: &BTreeMap<u32, u32>) -> Result<(), PruneError> {
     let map = |id: u64, field: &str| -> Result<u32, PruneError> {
-        u32::try_from(id)
-            .ok()
-            .and_then(|id| new_of.get(&id).copied())
-            .ok_or_else(|| PruneError::DanglingId {
-                file: file.to_owned(),
-                field: field.to_owned(),
-                id,
-            })
+        u32::try_from(id).ok().and_then(|id| new_of.get(&id).copied()).ok_or_else(|| PruneError::DanglingId {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            id,
+        })
     };
     for slot in fixed_id_slots(json, file)? {
         let id = slot_id(slot, file, "post_processor/padding")?;
@@ -493,20 +400,12 @@ fn rewrite(json: &mut Value, file: &str, new_of: &BTreeMap<u32, u32>) -> Result<
     if let Some(added) = json.get_mut("added_tokens").and_then(Value::as_array_mut) {
         for (i, t) in added.iter_mut().enumerate() {
             let field = format!("added_tokens[{i}].id");
-            let slot = t.get_mut("id").ok_or_else(|| PruneError::Malformed {
-                file: file.to_owned(),
-                field: field.clone(),
-                problem: "is missing".into(),
-            })?;
+            let slot = t.get_mut("id").ok_or_else(|| PruneError::Malformed { file: file.to_owned(), field: field.clone(), problem: "is missing".into() })?;
             let id = slot_id(slot, file, &field)?;
             *slot = Value::from(map(id.into(), &field)?);
         }
     }
-    let model = json.get_mut("model").ok_or_else(|| PruneError::Malformed {
-        file: file.to_owned(),
-        field: "model".into(),
-        problem: "is missing".into(),
-    })?;
+    let model = json.get_mut("model").ok_or_else(|| PruneError::Malformed { file: file.to_owned(), field: "model".into(), problem: "is missing".into() })?;
     match model.get_mut("vocab") {
         Some(Value::Object(vocab)) => {
             // WordPiece: {piece: id}; keep file order, drop unkept pieces.
@@ -522,12 +421,7 @@ fn rewrite(json: &mut Value, file: &str, new_of: &BTreeMap<u32, u32>) -> Result<
         Some(Value::Array(vocab)) => {
             // Unigram: the position is the id.
             let old = std::mem::take(vocab);
-            *vocab = old
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| u32::try_from(*i).is_ok_and(|i| new_of.contains_key(&i)))
-                .map(|(_, entry)| entry)
-                .collect();
+            *vocab = old.into_iter().enumerate().filter(|(i, _)| u32::try_from(*i).is_ok_and(|i| new_of.contains_key(&i))).map(|(_, entry)| entry).collect();
             if let Some(slot) = model.get_mut("unk_id").filter(|v| !v.is_null()) {
                 let id = slot_id(slot, file, "model.unk_id")?;
                 *slot = Value::from(map(id.into(), "model.unk_id")?);
@@ -545,31 +439,14 @@ fn rewrite(json: &mut Value, file: &str, new_of: &BTreeMap<u32, u32>) -> Result<
 }
 
 /// Reloads the pruned JSON and checks it encodes the corpus as before.
-fn verify(
-    tok: &Tokenizer,
-    corpus: &[String],
-    before: &[crate::formats::tokenizer::Encoding],
-    bytes: &[u8],
-    old_ids: &[u32],
-) -> Result<(), PruneError> {
+fn verify(tok: &Tokenizer, corpus: &[String], before: &[crate::formats::tokenizer::Encoding], bytes: &[u8], old_ids: &[u32]) -> Result<(), PruneError> {
     let file = tok.file();
     let pruned = Tokenizer::from_bytes(format!("{file} (pruned)"), bytes.to_vec())?;
-    let inconsistent = |problem: String| PruneError::Inconsistent {
-        file: file.to_owned(),
-        problem,
-    };
+    let inconsistent = |problem: String| PruneError::Inconsistent { file: file.to_owned(), problem };
     if pruned.vocab_size() != old_ids.len() {
-        return Err(inconsistent(format!(
-            "vocab_size {} but {} ids kept",
-            pruned.vocab_size(),
-            old_ids.len()
-        )));
+        return Err(inconsistent(format!("vocab_size {} but {} ids kept", pruned.vocab_size(), old_ids.len())));
     }
-    let back = |ids: &[u32]| -> Vec<u32> {
-        ids.iter()
-            .map(|&n| old_ids.get(n as usize).copied().unwrap_or(u32::MAX))
-            .collect()
-    };
+    let back = |ids: &[u32]| -> Vec<u32> { ids.iter().map(|&n| old_ids.get(n as usize).copied().unwrap_or(u32::MAX)).collect() };
     if back(&pruned.special_ids()) != tok.special_ids() {
         return Err(inconsistent(format!(
             "special ids {:?} map back to {:?}, expected {:?}",
@@ -579,11 +456,7 @@ fn verify(
         )));
     }
     if pruned.pad_id().map(|p| back(&[p])[0]) != tok.pad_id() {
-        return Err(inconsistent(format!(
-            "pad id {:?}, expected {:?}",
-            pruned.pad_id(),
-            tok.pad_id()
-        )));
+        return Err(inconsistent(format!("pad id {:?}, expected {:?}", pruned.pad_id(), tok.pad_id())));
     }
     for (index, (text, old)) in corpus.iter().zip(before).enumerate() {
         let new = pruned.encode(text)?;
@@ -593,12 +466,7 @@ fn verify(
                 file: file.to_owned(),
                 index,
                 prefix: text_prefix(text),
-                diff: Box::new(TokenDiff {
-                    before: old.tokens.clone(),
-                    before_ids: old.ids.clone(),
-                    after: new.tokens,
-                    after_ids,
-                }),
+                diff: Box::new(TokenDiff { before: old.tokens.clone(), before_ids: old.ids.clone(), after: new.tokens, after_ids }),
             });
         }
     }
@@ -608,9 +476,7 @@ fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::tokenizer::tests::{
-        clinc150, from_json, minilm, unigram_json, wordpiece_json,
-    };
+    use crate::formats::tokenizer::tests::{clinc150, from_json, minilm, unigram_json, wordpiece_json};
     use serde_json::json;
 
     fn strings(v: &[&str]) -> Vec<String> {
@@ -640,13 +506,7 @@ mod tests {
         check_roundtrip(&tok, &corpus, &p);
         // specials 0..=4, book a flight to paris ! and ##s
         assert_eq!(p.old_ids, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17]);
-        assert_eq!(
-            p.report,
-            PruneReport {
-                before: 28,
-                after: 12
-            }
-        );
+        assert_eq!(p.report, PruneReport { before: 28, after: 12 });
         let v: Value = serde_json::from_slice(&p.tokenizer_json).unwrap();
         assert_eq!(v["post_processor"]["sep"], json!(["[SEP]", 3]));
         assert_eq!(v["padding"]["pad_id"], 0);
@@ -676,11 +536,7 @@ mod tests {
 
         // Without "xy" (the last new id) the check catches the change.
         let mut v: Value = serde_json::from_slice(&p.tokenizer_json).unwrap();
-        v["model"]["vocab"]
-            .as_object_mut()
-            .unwrap()
-            .shift_remove("xy")
-            .unwrap();
+        v["model"]["vocab"].as_object_mut().unwrap().shift_remove("xy").unwrap();
         let bytes = serde_json::to_vec(&v).unwrap();
         let n = p.old_ids.len() - 1;
         match verify(&tok, &corpus, &before, &bytes, &p.old_ids[..n]) {
@@ -694,26 +550,14 @@ mod tests {
     #[test]
     fn unigram_fixture() {
         let tok = from_json("uni.json", &unigram_json());
-        let corpus = strings(&[
-            "Book a flight to Paris",
-            "what is the weather?",
-            "booking flights",
-        ]);
+        let corpus = strings(&["Book a flight to Paris", "what is the weather?", "booking flights"]);
         let p = prune(&tok, &corpus).unwrap();
         check_roundtrip(&tok, &corpus, &p);
         assert_eq!(&p.old_ids[..5], [0, 1, 2, 3, 4]);
         let v: Value = serde_json::from_slice(&p.tokenizer_json).unwrap();
         assert_eq!(v["model"]["unk_id"], 1);
-        assert_eq!(
-            v["post_processor"]["special_tokens"]["[SEP]"]["ids"],
-            json!([3])
-        );
-        let pieces: Vec<&str> = v["model"]["vocab"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e[0].as_str().unwrap())
-            .collect();
+        assert_eq!(v["post_processor"]["special_tokens"]["[SEP]"]["ids"], json!([3]));
+        let pieces: Vec<&str> = v["model"]["vocab"].as_array().unwrap().iter().map(|e| e[0].as_str().unwrap()).collect();
         assert!(pieces.contains(&"▁zz"), "min-score piece kept: {pieces:?}");
         assert!(!pieces.contains(&"▁unused") && !pieces.contains(&"▁rare"));
         assert_eq!(p.report.before, tok.vocab_size());
@@ -733,9 +577,7 @@ mod tests {
         let p = prune(&tok, &corpus).unwrap();
         check_roundtrip(&tok, &corpus, &p);
         let v: Value = serde_json::from_slice(&p.tokenizer_json).unwrap();
-        let extra = v["added_tokens"].as_array().unwrap().last().unwrap()["id"]
-            .as_u64()
-            .unwrap();
+        let extra = v["added_tokens"].as_array().unwrap().last().unwrap()["id"].as_u64().unwrap();
         assert_eq!(extra as usize, p.old_ids.len() - 1);
     }
 
@@ -770,10 +612,7 @@ mod tests {
         let err = prune(&tok, &strings(&["ab"])).unwrap_err();
         assert!(matches!(err, PruneError::UnsupportedModel { .. }));
         let msg = err.to_string();
-        assert!(
-            msg.contains("bpe/tokenizer.json") && msg.contains("BPE"),
-            "{msg}"
-        );
+        assert!(msg.contains("bpe/tokenizer.json") && msg.contains("BPE"), "{msg}");
     }
 
     #[test]
@@ -783,36 +622,17 @@ mod tests {
         // The tokenizers crate itself rejects unknown types at load; check the
         // rewrite on its own.
         let err = fixed_id_slots(&mut j, "x.json").unwrap_err();
-        assert!(
-            matches!(err, PruneError::UnsupportedPostProcessor { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, PruneError::UnsupportedPostProcessor { .. }), "{err}");
     }
 
     #[test]
     fn remap_rows_checks_bounds() {
         let table: Vec<f32> = (0..12).map(|x| x as f32).collect(); // 4 rows x 3
-        assert_eq!(
-            remap_rows(&table, 3, &[0, 2, 3]).unwrap(),
-            [0., 1., 2., 6., 7., 8., 9., 10., 11.]
-        );
+        assert_eq!(remap_rows(&table, 3, &[0, 2, 3]).unwrap(), [0., 1., 2., 6., 7., 8., 9., 10., 11.]);
         assert_eq!(remap_rows(&table, 3, &[]).unwrap(), Vec::<f32>::new());
-        assert!(matches!(
-            remap_rows(&table, 3, &[0, 4]),
-            Err(PruneError::RowOutOfRange {
-                new_id: 1,
-                old_id: 4,
-                rows: 4
-            })
-        ));
-        assert!(matches!(
-            remap_rows(&table, 5, &[0]),
-            Err(PruneError::TableShape { .. })
-        ));
-        assert!(matches!(
-            remap_rows(&table, 0, &[0]),
-            Err(PruneError::TableShape { .. })
-        ));
+        assert!(matches!(remap_rows(&table, 3, &[0, 4]), Err(PruneError::RowOutOfRange { new_id: 1, old_id: 4, rows: 4 })));
+        assert!(matches!(remap_rows(&table, 5, &[0]), Err(PruneError::TableShape { .. })));
+        assert!(matches!(remap_rows(&table, 0, &[0]), Err(PruneError::TableShape { .. })));
         assert!(remap_rows(&table, 3, &[u32::MAX]).is_err());
     }
 
@@ -822,31 +642,17 @@ mod tests {
             return;
         };
         let p = prune(&tok, &corpus).unwrap();
-        eprintln!(
-            "MiniLM pruned to CLINC150 {splits:?} ({} texts): vocab {} -> {}",
-            corpus.len(),
-            p.report.before,
-            p.report.after
-        );
+        eprintln!("MiniLM pruned to CLINC150 {splits:?} ({} texts): vocab {} -> {}", corpus.len(), p.report.before, p.report.after);
         assert_eq!(p.report.before, 30522);
         assert_eq!(&p.old_ids[..5], [0, 100, 101, 102, 103]);
         let new = Tokenizer::from_bytes("pruned", p.tokenizer_json.clone()).unwrap();
         assert_eq!(new.special_ids(), [0, 1, 2, 3, 4]);
         assert_eq!(new.pad_id(), Some(0));
         let v: Value = serde_json::from_slice(&p.tokenizer_json).unwrap();
-        assert_eq!(
-            v["post_processor"]["special_tokens"]["[CLS]"]["ids"],
-            json!([2])
-        );
-        assert_eq!(
-            v["post_processor"]["special_tokens"]["[SEP]"]["ids"],
-            json!([3])
-        );
+        assert_eq!(v["post_processor"]["special_tokens"]["[CLS]"]["ids"], json!([2]));
+        assert_eq!(v["post_processor"]["special_tokens"]["[SEP]"]["ids"], json!([3]));
         if twice {
-            assert_eq!(
-                prune(&tok, &corpus).unwrap().tokenizer_json,
-                p.tokenizer_json
-            );
+            assert_eq!(prune(&tok, &corpus).unwrap().tokenizer_json, p.tokenizer_json);
         }
     }
 

@@ -106,22 +106,13 @@ pub struct ValidateReport {
 }
 
 /// Runs validation; on success returns the report, on a failed gate an error carrying it.
-pub fn validate(
-    model_path: &Path,
-    classifier_dir: &Path,
-    intents_path: &Path,
-    params: &ValidateParams,
-) -> Result<ValidateReport, ValidateError> {
+pub fn validate(model_path: &Path, classifier_dir: &Path, intents_path: &Path, params: &ValidateParams) -> Result<ValidateReport, ValidateError> {
     let bytes = std::fs::read(model_path).map_err(|source| ValidateError::Io { path: model_path.into(), source })?;
     let c = Classifier::load(classifier_dir)?;
     let data = Intents::read(intents_path, c.labels.len())?;
     let seq = c.info.max_seq_len;
     let tract_err = |e: TractError| ValidateError::Tract { path: model_path.into(), why: format!("{e:#}") };
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut bytes.as_slice())
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .map_err(tract_err)?;
+    let plan = tract_onnx::onnx().model_for_read(&mut bytes.as_slice()).and_then(|m| m.into_optimized()).and_then(|m| m.into_runnable()).map_err(tract_err)?;
     let pad = c.tokenizer.pad_id().unwrap_or(0) as i64;
     let policy = c.seq_policy();
     let seqs: Vec<Vec<u32>> = c.tokenizer.encode_batch_capped(&data.test.texts, &policy)?.into_iter().map(|e| e.ids).collect();

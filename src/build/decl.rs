@@ -191,10 +191,10 @@ impl Loaded {
 
     /// A target by name.
     pub fn target(&self, name: &str) -> Result<&Target, DeclError> {
-        self.decl.targets.get(name).ok_or_else(|| DeclError::UnknownTarget {
-            name: name.into(),
-            known: self.decl.targets.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
+        self.decl
+            .targets
+            .get(name)
+            .ok_or_else(|| DeclError::UnknownTarget { name: name.into(), known: self.decl.targets.keys().cloned().collect::<Vec<_>>().join(", ") })
     }
 }
 

@@ -4,8 +4,8 @@
 //! pipeline step then runs as its own `avac aon <step>` process with a
 //! cleared environment, the scratch directory as working directory and only
 //! relative paths, exactly as a Nix derivation would run it. Only when every
-//! step (validation included) succeeds are the artifact, its validation
-//! report and its provenance renamed into the output directory.
+//! step (validation included) succeeds are the artifact, its validation and
+//! optimization reports and its provenance renamed into the output directory.
 
 use super::atomic;
 use super::decl::{DeclError, Loaded, Target, EMBEDDED_FILES};
@@ -154,10 +154,7 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     let pins: BTreeMap<&str, &str> = target.sources().into_iter().map(|s| (s, l.decl.sources[s].sha256().unwrap_or(""))).collect();
     let convert = write_json("convert.json", &serde_json::to_value(&target.convert).expect("serialisable"))?;
     let validate = write_json("validate.json", &serde_json::to_value(&target.validate).expect("serialisable"))?;
-    let meta = write_json(
-        "metadata.json",
-        &json!({ "avac.target": name, "avac.source_pins": serde_json::to_string(&pins).expect("serialisable") }),
-    )?;
+    let meta = write_json("metadata.json", &json!({ "avac.target": name, "avac.source_pins": serde_json::to_string(&pins).expect("serialisable") }))?;
     let mut convert_args = vec!["aon", "convert", "--model", "in/model", "--intents", &intents, "--params", &convert, "--out", "work/classifier"];
     if let Some(c) = &calibration {
         convert_args.extend(["--calibration", c.as_str()]);
@@ -169,26 +166,27 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
         (
             "validate",
             vec![
-                "aon", "validate", "--model", "work/model.opt.onnx", "--classifier", "work/classifier", "--intents", &intents,
-                "--params", &validate, "--report", "work/validation.json",
+                "aon",
+                "validate",
+                "--model",
+                "work/model.opt.onnx",
+                "--classifier",
+                "work/classifier",
+                "--intents",
+                &intents,
+                "--params",
+                &validate,
+                "--report",
+                "work/validation.json",
             ],
         ),
     ];
     let threads = o.threads.to_string();
     for (step, args) in &steps {
-        let out = Command::new(&o.exe)
-            .env_clear()
-            .current_dir(root)
-            .args(["--threads", &threads])
-            .args(args)
-            .output()
-            .map_err(io(format!("running step {step}")))?;
+        let out =
+            Command::new(&o.exe).env_clear().current_dir(root).args(["--threads", &threads]).args(args).output().map_err(io(format!("running step {step}")))?;
         if !out.status.success() {
-            return Err(BuildError::Step {
-                target: name.into(),
-                step: step.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
-            });
+            return Err(BuildError::Step { target: name.into(), step: step.to_string(), stderr: String::from_utf8_lossy(&out.stderr).trim_end().to_string() });
         }
     }
 
@@ -201,6 +199,7 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     let prov_path = o.out.join(format!("{}.provenance.json", target.artifact));
     let report = o.out.join(format!("{}.validation.json", target.artifact));
     atomic::copy(&work.join("validation.json"), &report)?;
+    atomic::copy(&work.join("optimize.json"), &o.out.join(format!("{}.optimize.json", target.artifact)))?;
     atomic::write(&prov_path, &provenance)?;
     atomic::write(&artifact, &model_bytes)?;
     Ok(BuildResult { outputs: vec![(artifact, digest), (prov_path, store::hash_bytes(&provenance))], report })
@@ -211,8 +210,7 @@ fn materialize(store: &Store, opts: &FetchOptions, name: &str, source: &Source, 
     if let Source::Generated(g) = source {
         let params = crate::fixtures::params_from(&g.params).map_err(|source| BuildError::Generate { source_name: name.into(), source })?;
         let tmp = dest.with_file_name(format!("gen-{name}"));
-        let tree = crate::fixtures::generate(&g.generator, &params, &tmp)
-            .map_err(|source| BuildError::Generate { source_name: name.into(), source })?;
+        let tree = crate::fixtures::generate(&g.generator, &params, &tmp).map_err(|source| BuildError::Generate { source_name: name.into(), source })?;
         if tree.digest != g.sha256 {
             return Err(BuildError::GeneratedDigest { source_name: name.into(), expected: g.sha256.clone(), actual: tree.digest });
         }
@@ -236,11 +234,8 @@ fn single(store: &Store, opts: &FetchOptions, name: &str, source: &Source, dest:
 
 /// The provenance record: deterministic JSON (no time, host or paths).
 fn provenance(l: &Loaded, name: &str, t: &Target, digest: &str) -> Vec<u8> {
-    let inputs: serde_json::Map<String, serde_json::Value> = t
-        .sources()
-        .into_iter()
-        .map(|s| (s.to_string(), serde_json::to_value(&l.decl.sources[s]).expect("serialisable")))
-        .collect();
+    let inputs: serde_json::Map<String, serde_json::Value> =
+        t.sources().into_iter().map(|s| (s.to_string(), serde_json::to_value(&l.decl.sources[s]).expect("serialisable"))).collect();
     let v = json!({
         "schema": "avac.provenance/v1",
         "target": name,

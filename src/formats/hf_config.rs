@@ -139,9 +139,7 @@ impl EncoderConfig {
         let family = match raw.model_type.as_str() {
             "bert" => Family::Bert,
             "albert" => Family::Albert,
-            other => {
-                return Err(HfConfigError::UnsupportedModelType { path: path.into(), model_type: other.into() })
-            }
+            other => return Err(HfConfigError::UnsupportedModelType { path: path.into(), model_type: other.into() }),
         };
         let activation = match raw.hidden_act.as_str() {
             "gelu" => Activation::GeluErf,
@@ -185,11 +183,7 @@ impl EncoderConfig {
             Some(m) if !m.is_empty() => {
                 let mut labels = vec![None; m.len()];
                 for (k, v) in m {
-                    let i: usize = k
-                        .parse()
-                        .ok()
-                        .filter(|&i| i < labels.len())
-                        .ok_or_else(|| unsupported("id2label", k.clone(), "ids must be 0..N-1"))?;
+                    let i: usize = k.parse().ok().filter(|&i| i < labels.len()).ok_or_else(|| unsupported("id2label", k.clone(), "ids must be 0..N-1"))?;
                     labels[i] = Some(v);
                 }
                 Some(labels.into_iter().map(|l| l.unwrap_or_default()).collect())

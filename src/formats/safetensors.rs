@@ -71,18 +71,7 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    const ALL: [Dtype; 10] = [
-        Dtype::F64,
-        Dtype::F32,
-        Dtype::F16,
-        Dtype::BF16,
-        Dtype::I64,
-        Dtype::I32,
-        Dtype::I16,
-        Dtype::I8,
-        Dtype::U8,
-        Dtype::BOOL,
-    ];
+    const ALL: [Dtype; 10] = [Dtype::F64, Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::I64, Dtype::I32, Dtype::I16, Dtype::I8, Dtype::U8, Dtype::BOOL];
 
     /// Bytes per element.
     pub fn size(self) -> usize {
@@ -135,9 +124,7 @@ pub enum SafetensorsError {
         source: std::io::Error,
     },
     /// Fewer than the 8 bytes of the header-length prefix.
-    #[error(
-        "{file}: {len} bytes is too short for a safetensors file (needs an 8-byte header length)"
-    )]
+    #[error("{file}: {len} bytes is too short for a safetensors file (needs an 8-byte header length)")]
     TooShort {
         /// File name.
         file: String,
@@ -145,9 +132,7 @@ pub enum SafetensorsError {
         len: usize,
     },
     /// The header-length prefix exceeds [`MAX_HEADER_LEN`].
-    #[error(
-        "{file}: header length {header_len} exceeds the {max} byte cap; not a safetensors file?"
-    )]
+    #[error("{file}: header length {header_len} exceeds the {max} byte cap; not a safetensors file?")]
     HeaderTooLarge {
         /// File name.
         file: String,
@@ -223,9 +208,7 @@ pub enum SafetensorsError {
         dtype: String,
     },
     /// The byte size of the shape does not fit in `usize`.
-    #[error(
-        "{file}: tensor '{tensor}': shape {shape:?} of {dtype} overflows the addressable size"
-    )]
+    #[error("{file}: tensor '{tensor}': shape {shape:?} of {dtype} overflows the addressable size")]
     ShapeOverflow {
         /// File name.
         file: String,
@@ -412,11 +395,7 @@ impl OwnedTensor {
         for v in values {
             data.extend_from_slice(&v.to_le_bytes());
         }
-        OwnedTensor {
-            dtype: Dtype::F32,
-            shape,
-            data,
-        }
+        OwnedTensor { dtype: Dtype::F32, shape, data }
     }
 }
 
@@ -441,10 +420,7 @@ impl<'de> Deserialize<'de> for RawHeader {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<RawHeader, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<RawHeader, A::Error> {
                 let mut entries = Vec::new();
                 while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
                     entries.push((k, v));
@@ -460,20 +436,14 @@ impl<'de> Deserialize<'de> for RawHeader {
 /// element count is computed first, as the reference crate does, so the same
 /// shapes are accepted (e.g. `[usize::MAX, 0]`).
 fn byte_size(shape: &[usize], dtype: Dtype) -> Option<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))?
-        .checked_mul(dtype.size())
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))?.checked_mul(dtype.size())
 }
 
 impl SafeTensors {
     /// Reads and validates a file; the whole file is held in memory.
     pub fn read(path: &Path) -> Result<SafeTensors> {
         let display = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| SafetensorsError::Io {
-            file: display.clone(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| SafetensorsError::Io { file: display.clone(), source })?;
         SafeTensors::parse(bytes, &display)
     }
 
@@ -481,20 +451,13 @@ impl SafeTensors {
     pub fn parse(bytes: Vec<u8>, display: &str) -> Result<SafeTensors> {
         let file = || display.to_string();
         if bytes.len() < 8 {
-            return Err(SafetensorsError::TooShort {
-                file: file(),
-                len: bytes.len(),
-            });
+            return Err(SafetensorsError::TooShort { file: file(), len: bytes.len() });
         }
         let mut len_bytes = [0u8; 8];
         len_bytes.copy_from_slice(&bytes[..8]);
         let header_len = u64::from_le_bytes(len_bytes);
         if header_len > MAX_HEADER_LEN {
-            return Err(SafetensorsError::HeaderTooLarge {
-                file: file(),
-                header_len,
-                max: MAX_HEADER_LEN,
-            });
+            return Err(SafetensorsError::HeaderTooLarge { file: file(), header_len, max: MAX_HEADER_LEN });
         }
         // header_len <= 100 MB, so the conversion and the addition cannot overflow
         // on any 32- or 64-bit target; checked anyway to keep the invariant local.
@@ -502,21 +465,12 @@ impl SafeTensors {
             .ok()
             .and_then(|n| n.checked_add(8))
             .filter(|&end| end <= bytes.len())
-            .ok_or(SafetensorsError::HeaderBeyondFile {
-                file: file(),
-                header_len,
-                file_len: bytes.len(),
-            })?;
-        let header = std::str::from_utf8(&bytes[8..data_start])
-            .map_err(|_| SafetensorsError::HeaderNotUtf8 { file: file() })?;
+            .ok_or(SafetensorsError::HeaderBeyondFile { file: file(), header_len, file_len: bytes.len() })?;
+        let header = std::str::from_utf8(&bytes[8..data_start]).map_err(|_| SafetensorsError::HeaderNotUtf8 { file: file() })?;
         if !header.starts_with('{') {
             return Err(SafetensorsError::HeaderStart { file: file() });
         }
-        let raw: RawHeader =
-            serde_json::from_str(header).map_err(|source| SafetensorsError::HeaderNotJson {
-                file: file(),
-                source,
-            })?;
+        let raw: RawHeader = serde_json::from_str(header).map_err(|source| SafetensorsError::HeaderNotJson { file: file(), source })?;
         let data_len = bytes.len() - data_start;
 
         let mut tensors = BTreeMap::new();
@@ -524,38 +478,20 @@ impl SafeTensors {
         for (name, value) in raw.0 {
             if name == METADATA_KEY {
                 if metadata.is_some() {
-                    return Err(SafetensorsError::DuplicateTensor {
-                        file: file(),
-                        tensor: name,
-                    });
+                    return Err(SafetensorsError::DuplicateTensor { file: file(), tensor: name });
                 }
-                let m: BTreeMap<String, String> =
-                    serde_json::from_value(value).map_err(|source| {
-                        SafetensorsError::BadMetadata {
-                            file: file(),
-                            source,
-                        }
-                    })?;
+                let m: BTreeMap<String, String> = serde_json::from_value(value).map_err(|source| SafetensorsError::BadMetadata { file: file(), source })?;
                 metadata = Some(m);
                 continue;
             }
             if tensors.contains_key(&name) {
-                return Err(SafetensorsError::DuplicateTensor {
-                    file: file(),
-                    tensor: name,
-                });
+                return Err(SafetensorsError::DuplicateTensor { file: file(), tensor: name });
             }
             let info = validate_entry(value, &name, data_len, display)?;
             tensors.insert(name, info);
         }
         check_tiling(&tensors, data_len, display)?;
-        Ok(SafeTensors {
-            display: display.to_string(),
-            bytes,
-            data_start,
-            tensors,
-            metadata: metadata.unwrap_or_default(),
-        })
+        Ok(SafeTensors { display: display.to_string(), bytes, data_start, tensors, metadata: metadata.unwrap_or_default() })
     }
 
     /// The name used in errors (the path for [`SafeTensors::read`]).
@@ -586,12 +522,7 @@ impl SafeTensors {
     /// One tensor by name.
     pub fn get(&self, name: &str) -> Result<TensorView<'_>> {
         let (key, info) =
-            self.tensors
-                .get_key_value(name)
-                .ok_or_else(|| SafetensorsError::MissingTensor {
-                    file: self.display.clone(),
-                    tensor: name.to_string(),
-                })?;
+            self.tensors.get_key_value(name).ok_or_else(|| SafetensorsError::MissingTensor { file: self.display.clone(), tensor: name.to_string() })?;
         Ok(self.view(key, info))
     }
 
@@ -602,83 +533,33 @@ impl SafeTensors {
 
     fn view<'a>(&'a self, name: &'a str, info: &'a TensorInfo) -> TensorView<'a> {
         let data = &self.bytes[self.data_start + info.begin..self.data_start + info.end];
-        TensorView {
-            name,
-            dtype: info.dtype,
-            shape: &info.shape,
-            data,
-            file: &self.display,
-        }
+        TensorView { name, dtype: info.dtype, shape: &info.shape, data, file: &self.display }
     }
 }
 
 /// Checks one header entry against its own fields and the data length.
-fn validate_entry(
-    value: serde_json::Value,
-    name: &str,
-    data_len: usize,
-    display: &str,
-) -> Result<TensorInfo> {
+fn validate_entry(value: serde_json::Value, name: &str, data_len: usize, display: &str) -> Result<TensorInfo> {
     let file = || display.to_string();
     let tensor = || name.to_string();
-    let raw: RawInfo =
-        serde_json::from_value(value).map_err(|source| SafetensorsError::BadTensorEntry {
-            file: file(),
-            tensor: tensor(),
-            source,
-        })?;
-    let dtype = Dtype::parse(&raw.dtype).ok_or_else(|| SafetensorsError::UnknownDtype {
-        file: file(),
-        tensor: tensor(),
-        dtype: raw.dtype.clone(),
-    })?;
-    let expected = byte_size(&raw.shape, dtype).ok_or_else(|| SafetensorsError::ShapeOverflow {
-        file: file(),
-        tensor: tensor(),
-        shape: raw.shape.clone(),
-        dtype,
-    })?;
+    let raw: RawInfo = serde_json::from_value(value).map_err(|source| SafetensorsError::BadTensorEntry { file: file(), tensor: tensor(), source })?;
+    let dtype = Dtype::parse(&raw.dtype).ok_or_else(|| SafetensorsError::UnknownDtype { file: file(), tensor: tensor(), dtype: raw.dtype.clone() })?;
+    let expected =
+        byte_size(&raw.shape, dtype).ok_or_else(|| SafetensorsError::ShapeOverflow { file: file(), tensor: tensor(), shape: raw.shape.clone(), dtype })?;
     let (begin, end) = raw.data_offsets;
     if begin > end {
-        return Err(SafetensorsError::OffsetsReversed {
-            file: file(),
-            tensor: tensor(),
-            begin,
-            end,
-        });
+        return Err(SafetensorsError::OffsetsReversed { file: file(), tensor: tensor(), begin, end });
     }
     if end > data_len {
-        return Err(SafetensorsError::OffsetsOutOfBounds {
-            file: file(),
-            tensor: tensor(),
-            end,
-            data_len,
-        });
+        return Err(SafetensorsError::OffsetsOutOfBounds { file: file(), tensor: tensor(), end, data_len });
     }
     if end - begin != expected {
-        return Err(SafetensorsError::SizeMismatch {
-            file: file(),
-            tensor: tensor(),
-            shape: raw.shape,
-            dtype,
-            expected,
-            actual: end - begin,
-        });
+        return Err(SafetensorsError::SizeMismatch { file: file(), tensor: tensor(), shape: raw.shape, dtype, expected, actual: end - begin });
     }
-    Ok(TensorInfo {
-        dtype,
-        shape: raw.shape,
-        begin,
-        end,
-    })
+    Ok(TensorInfo { dtype, shape: raw.shape, begin, end })
 }
 
 /// Sorted by begin offset, the tensors must cover `0..data_len` exactly once.
-fn check_tiling(
-    tensors: &BTreeMap<String, TensorInfo>,
-    data_len: usize,
-    display: &str,
-) -> Result<()> {
+fn check_tiling(tensors: &BTreeMap<String, TensorInfo>, data_len: usize, display: &str) -> Result<()> {
     let mut order: Vec<(&String, &TensorInfo)> = tensors.iter().collect();
     order.sort_by(|a, b| (a.1.begin, a.1.end, a.0).cmp(&(b.1.begin, b.1.end, b.0)));
     let mut expected = 0usize;
@@ -694,24 +575,13 @@ fn check_tiling(
             });
         }
         if info.begin > expected {
-            return Err(SafetensorsError::Gap {
-                file: display.to_string(),
-                tensor: name.clone(),
-                begin: info.begin,
-                expected,
-                gap: info.begin - expected,
-            });
+            return Err(SafetensorsError::Gap { file: display.to_string(), tensor: name.clone(), begin: info.begin, expected, gap: info.begin - expected });
         }
         expected = info.end;
         previous = Some(name);
     }
     if expected != data_len {
-        return Err(SafetensorsError::TrailingBytes {
-            file: display.to_string(),
-            end: expected,
-            data_len,
-            trailing: data_len - expected,
-        });
+        return Err(SafetensorsError::TrailingBytes { file: display.to_string(), end: expected, data_len, trailing: data_len - expected });
     }
     Ok(())
 }
@@ -755,28 +625,10 @@ impl TensorView<'_> {
     /// conversions are exact.
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
         let out = match self.dtype {
-            Dtype::F32 => self
-                .data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => self
-                .data
-                .chunks_exact(2)
-                .map(|c| f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-            Dtype::BF16 => self
-                .data
-                .chunks_exact(2)
-                .map(|c| bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-            other => {
-                return Err(SafetensorsError::NotFloat {
-                    file: self.file.to_string(),
-                    tensor: self.name.to_string(),
-                    dtype: other,
-                })
-            }
+            Dtype::F32 => self.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => self.data.chunks_exact(2).map(|c| f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+            Dtype::BF16 => self.data.chunks_exact(2).map(|c| bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+            other => return Err(SafetensorsError::NotFloat { file: self.file.to_string(), tensor: self.name.to_string(), dtype: other }),
         };
         Ok(out)
     }
@@ -785,33 +637,23 @@ impl TensorView<'_> {
 /// The deterministic bytes of a safetensors file holding `tensors` and
 /// `metadata` (omitted from the header when empty). `display` names the
 /// destination in errors.
-pub fn serialize(
-    tensors: &BTreeMap<String, OwnedTensor>,
-    metadata: &BTreeMap<String, String>,
-    display: &str,
-) -> Result<Vec<u8>> {
+pub fn serialize(tensors: &BTreeMap<String, OwnedTensor>, metadata: &BTreeMap<String, String>, display: &str) -> Result<Vec<u8>> {
     let mut header: BTreeMap<&str, serde_json::Value> = BTreeMap::new();
     if !metadata.is_empty() {
-        let m: serde_json::Map<String, serde_json::Value> = metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
+        let m: serde_json::Map<String, serde_json::Value> = metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
         header.insert(METADATA_KEY, serde_json::Value::Object(m));
     }
     let mut offset = 0usize;
     for (name, t) in tensors {
         if name == METADATA_KEY {
-            return Err(SafetensorsError::ReservedName {
-                file: display.to_string(),
-            });
+            return Err(SafetensorsError::ReservedName { file: display.to_string() });
         }
-        let expected =
-            byte_size(&t.shape, t.dtype).ok_or_else(|| SafetensorsError::ShapeOverflow {
-                file: display.to_string(),
-                tensor: name.clone(),
-                shape: t.shape.clone(),
-                dtype: t.dtype,
-            })?;
+        let expected = byte_size(&t.shape, t.dtype).ok_or_else(|| SafetensorsError::ShapeOverflow {
+            file: display.to_string(),
+            tensor: name.clone(),
+            shape: t.shape.clone(),
+            dtype: t.dtype,
+        })?;
         if expected != t.data.len() {
             return Err(SafetensorsError::WriteSizeMismatch {
                 file: display.to_string(),
@@ -827,10 +669,7 @@ pub fn serialize(
         // serde_json's map implementation.
         let mut entry = serde_json::Map::new();
         entry.insert("data_offsets".into(), serde_json::json!([offset, end]));
-        entry.insert(
-            "dtype".into(),
-            serde_json::Value::String(t.dtype.as_str().into()),
-        );
+        entry.insert("dtype".into(), serde_json::Value::String(t.dtype.as_str().into()));
         entry.insert("shape".into(), serde_json::json!(t.shape));
         header.insert(name, serde_json::Value::Object(entry));
         offset = end;
@@ -849,25 +688,15 @@ pub fn serialize(
 /// Writes [`serialize`]'s bytes to `path` via a temporary sibling
 /// (`<name>.tmp`) that is renamed into place, so a failure never leaves a
 /// partial file at `path`.
-pub fn write(
-    path: &Path,
-    tensors: &BTreeMap<String, OwnedTensor>,
-    metadata: &BTreeMap<String, String>,
-) -> Result<()> {
+pub fn write(path: &Path, tensors: &BTreeMap<String, OwnedTensor>, metadata: &BTreeMap<String, String>) -> Result<()> {
     let display = path.display().to_string();
     let bytes = serialize(tensors, metadata, &display)?;
-    write_atomic(path, &bytes).map_err(|source| SafetensorsError::Io {
-        file: display,
-        source,
-    })
+    write_atomic(path, &bytes).map_err(|source| SafetensorsError::Io { file: display, source })
 }
 
 /// Writes `bytes` to `<path>.tmp`, syncs it and renames it onto `path`.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp_name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     tmp_name.push(".tmp");
     let tmp: PathBuf = path.with_file_name(tmp_name);
     let result = (|| {
@@ -905,34 +734,10 @@ mod tests {
 
     fn sample() -> BTreeMap<String, OwnedTensor> {
         let mut t = BTreeMap::new();
-        t.insert(
-            "b.weight".to_string(),
-            OwnedTensor::from_f32(vec![2, 3], &[1.0, -2.0, 3.5, 0.0, -0.0, 1e-30]),
-        );
-        t.insert(
-            "a.bias".to_string(),
-            OwnedTensor {
-                dtype: Dtype::I64,
-                shape: vec![2],
-                data: vec![7; 16],
-            },
-        );
-        t.insert(
-            "c.empty".to_string(),
-            OwnedTensor {
-                dtype: Dtype::F16,
-                shape: vec![0, 4],
-                data: vec![],
-            },
-        );
-        t.insert(
-            "d.scalar".to_string(),
-            OwnedTensor {
-                dtype: Dtype::BOOL,
-                shape: vec![],
-                data: vec![1],
-            },
-        );
+        t.insert("b.weight".to_string(), OwnedTensor::from_f32(vec![2, 3], &[1.0, -2.0, 3.5, 0.0, -0.0, 1e-30]));
+        t.insert("a.bias".to_string(), OwnedTensor { dtype: Dtype::I64, shape: vec![2], data: vec![7; 16] });
+        t.insert("c.empty".to_string(), OwnedTensor { dtype: Dtype::F16, shape: vec![0, 4], data: vec![] });
+        t.insert("d.scalar".to_string(), OwnedTensor { dtype: Dtype::BOOL, shape: vec![], data: vec![1] });
         t
     }
 
@@ -943,41 +748,25 @@ mod tests {
     #[test]
     fn round_trip_and_layout() {
         let tensors = sample();
-        let meta: BTreeMap<String, String> = [
-            ("format".to_string(), "pt".to_string()),
-            ("a".to_string(), "b".to_string()),
-        ]
-        .into();
+        let meta: BTreeMap<String, String> = [("format".to_string(), "pt".to_string()), ("a".to_string(), "b".to_string())].into();
         let bytes = serialize(&tensors, &meta, F).unwrap();
         let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         assert_eq!(header_len % 8, 0, "header padded to 8");
         let header = std::str::from_utf8(&bytes[8..8 + header_len]).unwrap();
-        assert!(header.starts_with(r#"{"__metadata__":{"a":"b","format":"pt"},"a.bias":{"data_offsets":[0,16],"dtype":"I64","shape":[2]},"b.weight""#), "{header}");
-        let st = SafeTensors::parse(bytes.clone(), F).unwrap();
-        assert_eq!(
-            st.names(),
-            vec!["a.bias", "b.weight", "c.empty", "d.scalar"]
+        assert!(
+            header.starts_with(r#"{"__metadata__":{"a":"b","format":"pt"},"a.bias":{"data_offsets":[0,16],"dtype":"I64","shape":[2]},"b.weight""#),
+            "{header}"
         );
+        let st = SafeTensors::parse(bytes.clone(), F).unwrap();
+        assert_eq!(st.names(), vec!["a.bias", "b.weight", "c.empty", "d.scalar"]);
         assert_eq!(st.metadata(), &meta);
         for (name, t) in &tensors {
             let v = st.get(name).unwrap();
-            assert_eq!(
-                (v.dtype, v.shape, v.data),
-                (t.dtype, &t.shape[..], &t.data[..])
-            );
+            assert_eq!((v.dtype, v.shape, v.data), (t.dtype, &t.shape[..], &t.data[..]));
         }
         let w = st.get("b.weight").unwrap().to_f32_vec().unwrap();
-        assert_eq!(
-            w.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            [1.0f32, -2.0, 3.5, 0.0, -0.0, 1e-30]
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
-        );
-        assert!(matches!(
-            st.get("a.bias").unwrap().to_f32_vec(),
-            Err(SafetensorsError::NotFloat { .. })
-        ));
+        assert_eq!(w.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), [1.0f32, -2.0, 3.5, 0.0, -0.0, 1e-30].iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert!(matches!(st.get("a.bias").unwrap().to_f32_vec(), Err(SafetensorsError::NotFloat { .. })));
         // Deterministic: same input, same bytes.
         assert_eq!(serialize(&tensors, &meta, F).unwrap(), bytes);
     }
@@ -993,80 +782,40 @@ mod tests {
         assert_eq!(st.len(), 4);
         assert!(st.metadata().is_empty());
         let e = st.get("nope").unwrap_err().to_string();
-        assert!(
-            e.contains("model.safetensors") && e.contains("'nope'"),
-            "{e}"
-        );
+        assert!(e.contains("model.safetensors") && e.contains("'nope'"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn truncated_file() {
-        assert!(matches!(
-            parse_err(vec![1, 2, 3]),
-            SafetensorsError::TooShort { len: 3, .. }
-        ));
+        assert!(matches!(parse_err(vec![1, 2, 3]), SafetensorsError::TooShort { len: 3, .. }));
         let bytes = serialize(&sample(), &BTreeMap::new(), F).unwrap();
         let e = parse_err(bytes[..bytes.len() - 1].to_vec());
-        assert!(
-            matches!(
-                e,
-                SafetensorsError::TrailingBytes { .. }
-                    | SafetensorsError::OffsetsOutOfBounds { .. }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, SafetensorsError::TrailingBytes { .. } | SafetensorsError::OffsetsOutOfBounds { .. }), "{e}");
     }
 
     #[test]
     fn header_length_beyond_file_or_cap() {
         let mut bytes = 1000u64.to_le_bytes().to_vec();
         bytes.extend_from_slice(b"{}");
-        assert!(matches!(
-            parse_err(bytes),
-            SafetensorsError::HeaderBeyondFile {
-                header_len: 1000,
-                ..
-            }
-        ));
+        assert!(matches!(parse_err(bytes), SafetensorsError::HeaderBeyondFile { header_len: 1000, .. }));
         let bytes = u64::MAX.to_le_bytes().to_vec();
-        assert!(matches!(
-            parse_err(bytes),
-            SafetensorsError::HeaderTooLarge { .. }
-        ));
+        assert!(matches!(parse_err(bytes), SafetensorsError::HeaderTooLarge { .. }));
     }
 
     #[test]
     fn header_not_json() {
-        assert!(matches!(
-            parse_err(raw_file("{not json", &[])),
-            SafetensorsError::HeaderNotJson { .. }
-        ));
-        assert!(matches!(
-            parse_err(raw_file("[1,2]   ", &[])),
-            SafetensorsError::HeaderStart { .. }
-        ));
-        assert!(matches!(
-            parse_err(raw_file("{\"a\":}", &[])),
-            SafetensorsError::HeaderNotJson { .. }
-        ));
+        assert!(matches!(parse_err(raw_file("{not json", &[])), SafetensorsError::HeaderNotJson { .. }));
+        assert!(matches!(parse_err(raw_file("[1,2]   ", &[])), SafetensorsError::HeaderStart { .. }));
+        assert!(matches!(parse_err(raw_file("{\"a\":}", &[])), SafetensorsError::HeaderNotJson { .. }));
         let mut bad = raw_file("{}      ", &[]);
         bad[9] = 0xff;
-        assert!(matches!(
-            parse_err(bad),
-            SafetensorsError::HeaderNotUtf8 { .. }
-        ));
+        assert!(matches!(parse_err(bad), SafetensorsError::HeaderNotUtf8 { .. }));
         let e = parse_err(raw_file(r#"{"__metadata__":{"a":1}}"#, &[]));
         assert!(matches!(e, SafetensorsError::BadMetadata { .. }), "{e}");
         let e = parse_err(raw_file(r#"{"t":{"dtype":"F32","shape":[1]}}"#, &[0; 4]));
-        assert!(
-            matches!(&e, SafetensorsError::BadTensorEntry { tensor, .. } if tensor == "t"),
-            "{e}"
-        );
-        let e = parse_err(raw_file(
-            r#"{"t":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#,
-            &[0; 4],
-        ));
+        assert!(matches!(&e, SafetensorsError::BadTensorEntry { tensor, .. } if tensor == "t"), "{e}");
+        let e = parse_err(raw_file(r#"{"t":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#, &[0; 4]));
         assert!(matches!(e, SafetensorsError::BadTensorEntry { .. }), "{e}");
     }
 
@@ -1082,10 +831,7 @@ mod tests {
     fn overlapping_offsets() {
         let h = r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#;
         let e = parse_err(raw_file(h, &[0; 6]));
-        assert!(
-            matches!(&e, SafetensorsError::Overlap { tensor, previous, .. } if tensor == "b" && previous == "a"),
-            "{e}"
-        );
+        assert!(matches!(&e, SafetensorsError::Overlap { tensor, previous, .. } if tensor == "b" && previous == "a"), "{e}");
         assert!(e.to_string().contains(F));
     }
 
@@ -1093,97 +839,45 @@ mod tests {
     fn gap_between_tensors() {
         let h = r#"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[3,5]}}"#;
         let e = parse_err(raw_file(h, &[0; 5]));
-        assert!(
-            matches!(&e, SafetensorsError::Gap { tensor, gap: 1, .. } if tensor == "b"),
-            "{e}"
-        );
+        assert!(matches!(&e, SafetensorsError::Gap { tensor, gap: 1, .. } if tensor == "b"), "{e}");
         let h = r#"{"a":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}}"#;
-        assert!(matches!(
-            parse_err(raw_file(h, &[0; 3])),
-            SafetensorsError::Gap { expected: 0, .. }
-        ));
+        assert!(matches!(parse_err(raw_file(h, &[0; 3])), SafetensorsError::Gap { expected: 0, .. }));
     }
 
     #[test]
     fn trailing_bytes() {
         let h = r#"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}"#;
         let e = parse_err(raw_file(h, &[0; 3]));
-        assert!(
-            matches!(e, SafetensorsError::TrailingBytes { trailing: 1, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, SafetensorsError::TrailingBytes { trailing: 1, .. }), "{e}");
     }
 
     #[test]
     fn offsets_out_of_bounds_or_reversed() {
         let h = r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#;
         let e = parse_err(raw_file(h, &[0; 3]));
-        assert!(
-            matches!(&e, SafetensorsError::OffsetsOutOfBounds { tensor, end: 4, data_len: 3, .. } if tensor == "a"),
-            "{e}"
-        );
+        assert!(matches!(&e, SafetensorsError::OffsetsOutOfBounds { tensor, end: 4, data_len: 3, .. } if tensor == "a"), "{e}");
         let h = r#"{"a":{"dtype":"U8","shape":[0],"data_offsets":[2,0]}}"#;
-        assert!(matches!(
-            parse_err(raw_file(h, &[0; 3])),
-            SafetensorsError::OffsetsReversed { .. }
-        ));
+        assert!(matches!(parse_err(raw_file(h, &[0; 3])), SafetensorsError::OffsetsReversed { .. }));
     }
 
     #[test]
     fn shape_size_mismatch() {
         let h = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#;
         let e = parse_err(raw_file(h, &[0; 4]));
-        assert!(
-            matches!(
-                e,
-                SafetensorsError::SizeMismatch {
-                    expected: 8,
-                    actual: 4,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, SafetensorsError::SizeMismatch { expected: 8, actual: 4, .. }), "{e}");
         let mut t = BTreeMap::new();
-        t.insert(
-            "x".to_string(),
-            OwnedTensor {
-                dtype: Dtype::F32,
-                shape: vec![3],
-                data: vec![0; 4],
-            },
-        );
+        t.insert("x".to_string(), OwnedTensor { dtype: Dtype::F32, shape: vec![3], data: vec![0; 4] });
         let e = serialize(&t, &BTreeMap::new(), F).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                SafetensorsError::WriteSizeMismatch {
-                    expected: 12,
-                    actual: 4,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, SafetensorsError::WriteSizeMismatch { expected: 12, actual: 4, .. }), "{e}");
     }
 
     #[test]
     fn overflowing_shape() {
-        let h = format!(
-            r#"{{"a":{{"dtype":"F64","shape":[{},{}],"data_offsets":[0,0]}}}}"#,
-            u64::MAX / 2,
-            3
-        );
+        let h = format!(r#"{{"a":{{"dtype":"F64","shape":[{},{}],"data_offsets":[0,0]}}}}"#, u64::MAX / 2, 3);
         let e = parse_err(raw_file(&h, &[]));
-        assert!(
-            matches!(&e, SafetensorsError::ShapeOverflow { tensor, .. } if tensor == "a"),
-            "{e}"
-        );
+        assert!(matches!(&e, SafetensorsError::ShapeOverflow { tensor, .. } if tensor == "a"), "{e}");
         // A zero dimension makes the product 0 even with huge other dimensions.
-        let h = format!(
-            r#"{{"a":{{"dtype":"F64","shape":[{},0],"data_offsets":[0,0]}}}}"#,
-            u64::MAX
-        );
+        let h = format!(r#"{{"a":{{"dtype":"F64","shape":[{},0],"data_offsets":[0,0]}}}}"#, u64::MAX);
         assert!(SafeTensors::parse(raw_file(&h, &[]), F).is_ok());
     }
 
@@ -1191,40 +885,22 @@ mod tests {
     fn unknown_dtype_is_named() {
         let h = r#"{"a":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}}"#;
         let e = parse_err(raw_file(h, &[0]));
-        assert!(
-            e.to_string().contains("F8_E4M3") && e.to_string().contains("'a'"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("F8_E4M3") && e.to_string().contains("'a'"), "{e}");
     }
 
     #[test]
     fn duplicate_key() {
         let h = r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#;
-        assert!(
-            matches!(parse_err(raw_file(h, &[0])), SafetensorsError::DuplicateTensor { tensor, .. } if tensor == "a")
-        );
+        assert!(matches!(parse_err(raw_file(h, &[0])), SafetensorsError::DuplicateTensor { tensor, .. } if tensor == "a"));
         let h = r#"{"__metadata__":{},"__metadata__":{}}"#;
-        assert!(matches!(
-            parse_err(raw_file(h, &[])),
-            SafetensorsError::DuplicateTensor { .. }
-        ));
+        assert!(matches!(parse_err(raw_file(h, &[])), SafetensorsError::DuplicateTensor { .. }));
     }
 
     #[test]
     fn reserved_name_refused_by_writer() {
         let mut t = BTreeMap::new();
-        t.insert(
-            METADATA_KEY.to_string(),
-            OwnedTensor {
-                dtype: Dtype::U8,
-                shape: vec![],
-                data: vec![0],
-            },
-        );
-        assert!(matches!(
-            serialize(&t, &BTreeMap::new(), F),
-            Err(SafetensorsError::ReservedName { .. })
-        ));
+        t.insert(METADATA_KEY.to_string(), OwnedTensor { dtype: Dtype::U8, shape: vec![], data: vec![0] });
+        assert!(matches!(serialize(&t, &BTreeMap::new(), F), Err(SafetensorsError::ReservedName { .. })));
     }
 
     #[test]
@@ -1239,24 +915,14 @@ mod tests {
         // Every finite f16 against its definition, computed independently in f64.
         for h in 0u16..0x7c00 {
             let (e, m) = (i32::from(h >> 10), f64::from(h & 0x3ff));
-            let want = if e == 0 {
-                libm::ldexp(m, -24)
-            } else {
-                libm::ldexp(1024.0 + m, e - 25)
-            };
+            let want = if e == 0 { libm::ldexp(m, -24) } else { libm::ldexp(1024.0 + m, e - 25) };
             assert_eq!(f64::from(f16_bits_to_f32(h)), want, "bits {h:#06x}");
             assert_eq!(f16_bits_to_f32(h | 0x8000), -f16_bits_to_f32(h));
         }
         assert_eq!(bf16_bits_to_f32(0x3f80), 1.0);
         assert_eq!(bf16_bits_to_f32(0xc0a0), -5.0);
         let bytes = [0x00, 0x3c, 0x00, 0xc0];
-        let v = TensorView {
-            name: "t",
-            dtype: Dtype::F16,
-            shape: &[2],
-            data: &bytes,
-            file: F,
-        };
+        let v = TensorView { name: "t", dtype: Dtype::F16, shape: &[2], data: &bytes, file: F };
         assert_eq!(v.to_f32_vec().unwrap(), vec![1.0, -2.0]);
     }
 
@@ -1293,53 +959,27 @@ mod tests {
                 let shape: Vec<usize> = (0..rng.below(4)).map(|_| rng.below(5)).collect();
                 let n = byte_size(&shape, dtype).unwrap();
                 let data = (0..n).map(|_| rng.next() as u8).collect();
-                let name = format!(
-                    "t{}.{}",
-                    rng.below(1000),
-                    ["w", "b", "Ä", "__x"][rng.below(4)]
-                );
+                let name = format!("t{}.{}", rng.below(1000), ["w", "b", "Ä", "__x"][rng.below(4)]);
                 tensors.insert(name, OwnedTensor { dtype, shape, data });
             }
             let mut meta = BTreeMap::new();
             for _ in 0..rng.below(3) {
-                meta.insert(
-                    format!("k{}", rng.below(10)),
-                    format!("v\"{}", rng.below(10)),
-                );
+                meta.insert(format!("k{}", rng.below(10)), format!("v\"{}", rng.below(10)));
             }
             let bytes = serialize(&tensors, &meta, F).unwrap();
-            let st =
-                SafeTensors::parse(bytes.clone(), F).unwrap_or_else(|e| panic!("case {case}: {e}"));
+            let st = SafeTensors::parse(bytes.clone(), F).unwrap_or_else(|e| panic!("case {case}: {e}"));
             assert_eq!(st.metadata(), &meta);
-            let back: BTreeMap<String, OwnedTensor> = st
-                .tensors()
-                .map(|v| {
-                    (
-                        v.name.to_string(),
-                        OwnedTensor {
-                            dtype: v.dtype,
-                            shape: v.shape.to_vec(),
-                            data: v.data.to_vec(),
-                        },
-                    )
-                })
-                .collect();
+            let back: BTreeMap<String, OwnedTensor> =
+                st.tensors().map(|v| (v.name.to_string(), OwnedTensor { dtype: v.dtype, shape: v.shape.to_vec(), data: v.data.to_vec() })).collect();
             assert_eq!(back, tensors, "case {case}");
-            assert_eq!(
-                serialize(&back, st.metadata(), F).unwrap(),
-                bytes,
-                "case {case}: re-serialization differs"
-            );
+            assert_eq!(serialize(&back, st.metadata(), F).unwrap(), bytes, "case {case}: re-serialization differs");
             // Corruptions must be rejected or accepted, never panic.
             let mut bad = bytes.clone();
             let i = rng.below(bad.len() as u64);
             bad[i] = rng.next() as u8;
             let _ = SafeTensors::parse(bad, F);
             let cut = rng.below(bytes.len() as u64);
-            assert!(
-                SafeTensors::parse(bytes[..cut].to_vec(), F).is_err(),
-                "case {case}: truncation at {cut} accepted"
-            );
+            assert!(SafeTensors::parse(bytes[..cut].to_vec(), F).is_err(), "case {case}: truncation at {cut} accepted");
         }
     }
 }

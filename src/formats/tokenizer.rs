@@ -174,10 +174,7 @@ pub struct SeqPolicy {
 
 impl Default for SeqPolicy {
     fn default() -> Self {
-        SeqPolicy {
-            max_len: 128,
-            overflow: Overflow::Reject,
-        }
+        SeqPolicy { max_len: 128, overflow: Overflow::Reject }
     }
 }
 
@@ -208,67 +205,29 @@ impl Tokenizer {
         let file = path.display().to_string();
         let meta = std::fs::metadata(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
-                TokenizerError::NotFound {
-                    found: legacy_siblings(path),
-                    file: file.clone(),
-                }
+                TokenizerError::NotFound { found: legacy_siblings(path), file: file.clone() }
             } else {
-                TokenizerError::Io {
-                    file: file.clone(),
-                    source,
-                }
+                TokenizerError::Io { file: file.clone(), source }
             }
         })?;
         if meta.len() > MAX_TOKENIZER_BYTES {
-            return Err(TokenizerError::TooLarge {
-                file,
-                size: meta.len(),
-                max: MAX_TOKENIZER_BYTES,
-            });
+            return Err(TokenizerError::TooLarge { file, size: meta.len(), max: MAX_TOKENIZER_BYTES });
         }
-        let bytes = std::fs::read(path).map_err(|source| TokenizerError::Io {
-            file: file.clone(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| TokenizerError::Io { file: file.clone(), source })?;
         Self::from_bytes(file, bytes)
     }
 
     /// Parses in-memory `tokenizer.json` bytes; `file` names them in errors.
-    pub fn from_bytes(
-        file: impl Into<String>,
-        bytes: Vec<u8>,
-    ) -> Result<Tokenizer, TokenizerError> {
+    pub fn from_bytes(file: impl Into<String>, bytes: Vec<u8>) -> Result<Tokenizer, TokenizerError> {
         let file = file.into();
         if bytes.len() as u64 > MAX_TOKENIZER_BYTES {
-            return Err(TokenizerError::TooLarge {
-                file,
-                size: bytes.len() as u64,
-                max: MAX_TOKENIZER_BYTES,
-            });
+            return Err(TokenizerError::TooLarge { file, size: bytes.len() as u64, max: MAX_TOKENIZER_BYTES });
         }
-        let json: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|source| TokenizerError::Json {
-                file: file.clone(),
-                source,
-            })?;
-        let mut inner =
-            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| TokenizerError::Invalid {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| TokenizerError::Json { file: file.clone(), source })?;
+        let mut inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| TokenizerError::Invalid { file: file.clone(), message: e.to_string() })?;
         inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| TokenizerError::Invalid {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(Tokenizer {
-            file,
-            bytes,
-            json,
-            inner,
-        })
+        inner.with_truncation(None).map_err(|e| TokenizerError::Invalid { file: file.clone(), message: e.to_string() })?;
+        Ok(Tokenizer { file, bytes, json, inner })
     }
 
     /// The path (or name) the tokenizer was loaded from.
@@ -310,40 +269,23 @@ impl Tokenizer {
     /// model vocabulary or the added tokens (not the count of distinct
     /// strings, which undercounts when an added token repeats a model piece).
     pub fn vocab_size(&self) -> usize {
-        self.inner
-            .get_vocab(true)
-            .values()
-            .max()
-            .map_or(0, |&m| m as usize + 1)
+        self.inner.get_vocab(true).values().max().map_or(0, |&m| m as usize + 1)
     }
 
     /// Ids of the added tokens flagged `special`, ascending.
     pub fn special_ids(&self) -> Vec<u32> {
-        let set: BTreeSet<u32> = self
-            .inner
-            .get_added_tokens_decoder()
-            .into_iter()
-            .filter(|(_, t)| t.special)
-            .map(|(id, _)| id)
-            .collect();
+        let set: BTreeSet<u32> = self.inner.get_added_tokens_decoder().into_iter().filter(|(_, t)| t.special).map(|(id, _)| id).collect();
         set.into_iter().collect()
     }
 
     /// The padding id: the file's `padding.pad_id` if it configures padding,
     /// else the id of a special `[PAD]` or `<pad>` token.
     pub fn pad_id(&self) -> Option<u32> {
-        if let Some(id) = self
-            .json
-            .pointer("/padding/pad_id")
-            .and_then(|v| v.as_u64())
-        {
+        if let Some(id) = self.json.pointer("/padding/pad_id").and_then(|v| v.as_u64()) {
             return u32::try_from(id).ok();
         }
         let specials = self.special_ids();
-        ["[PAD]", "<pad>"]
-            .iter()
-            .filter_map(|t| self.inner.token_to_id(t))
-            .find(|id| specials.contains(id))
+        ["[PAD]", "<pad>"].iter().filter_map(|t| self.inner.token_to_id(t)).find(|id| specials.contains(id))
     }
 
     /// Id of a token string, from the added tokens or the model vocabulary.
@@ -357,92 +299,47 @@ impl Tokenizer {
     }
 
     /// Encodes texts one after the other, in order.
-    pub fn encode_batch<S: AsRef<str>>(
-        &self,
-        texts: &[S],
-    ) -> Result<Vec<Encoding>, TokenizerError> {
-        texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| self.encode_at(t.as_ref(), Some(i)))
-            .collect()
+    pub fn encode_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Encoding>, TokenizerError> {
+        texts.iter().enumerate().map(|(i, t)| self.encode_at(t.as_ref(), Some(i))).collect()
     }
 
     /// Encodes one text under a length policy.
-    pub fn encode_capped(
-        &self,
-        text: &str,
-        policy: &SeqPolicy,
-    ) -> Result<Encoding, TokenizerError> {
+    pub fn encode_capped(&self, text: &str, policy: &SeqPolicy) -> Result<Encoding, TokenizerError> {
         self.encode_capped_at(text, policy, None)
     }
 
     /// Encodes texts in order under a length policy; errors name the index.
-    pub fn encode_batch_capped<S: AsRef<str>>(
-        &self,
-        texts: &[S],
-        policy: &SeqPolicy,
-    ) -> Result<Vec<Encoding>, TokenizerError> {
-        texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| self.encode_capped_at(t.as_ref(), policy, Some(i)))
-            .collect()
+    pub fn encode_batch_capped<S: AsRef<str>>(&self, texts: &[S], policy: &SeqPolicy) -> Result<Vec<Encoding>, TokenizerError> {
+        texts.iter().enumerate().map(|(i, t)| self.encode_capped_at(t.as_ref(), policy, Some(i))).collect()
     }
 
     /// Special tokens the post-processor adds around a single sequence.
     pub fn num_special_tokens(&self) -> usize {
-        self.inner
-            .get_post_processor()
-            .map_or(0, |p| p.added_tokens(false))
+        self.inner.get_post_processor().map_or(0, |p| p.added_tokens(false))
     }
 
     fn encode_error(&self, text: &str, index: Option<usize>, e: impl ToString) -> TokenizerError {
-        TokenizerError::Encode {
-            file: self.file.clone(),
-            index,
-            prefix: text_prefix(text),
-            message: e.to_string(),
-        }
+        TokenizerError::Encode { file: self.file.clone(), index, prefix: text_prefix(text), message: e.to_string() }
     }
 
     fn encode_at(&self, text: &str, index: Option<usize>) -> Result<Encoding, TokenizerError> {
-        let enc = self
-            .inner
-            .encode(text, true)
-            .map_err(|e| self.encode_error(text, index, e))?;
-        Ok(Encoding {
-            ids: enc.get_ids().to_vec(),
-            tokens: enc.get_tokens().to_vec(),
-        })
+        let enc = self.inner.encode(text, true).map_err(|e| self.encode_error(text, index, e))?;
+        Ok(Encoding { ids: enc.get_ids().to_vec(), tokens: enc.get_tokens().to_vec() })
     }
 
-    fn encode_capped_at(
-        &self,
-        text: &str,
-        policy: &SeqPolicy,
-        index: Option<usize>,
-    ) -> Result<Encoding, TokenizerError> {
+    fn encode_capped_at(&self, text: &str, policy: &SeqPolicy, index: Option<usize>) -> Result<Encoding, TokenizerError> {
         let specials = self.num_special_tokens();
         if policy.max_len <= specials {
-            return Err(TokenizerError::PolicyTooShort {
-                file: self.file.clone(),
-                max_len: policy.max_len,
-                specials,
-            });
+            return Err(TokenizerError::PolicyTooShort { file: self.file.clone(), max_len: policy.max_len, specials });
         }
         let full = self.encode_at(text, index)?;
         if full.ids.len() <= policy.max_len {
             return Ok(full);
         }
         match policy.overflow {
-            Overflow::Reject => Err(TokenizerError::TooLong {
-                file: self.file.clone(),
-                index,
-                prefix: text_prefix(text),
-                len: full.ids.len(),
-                max_len: policy.max_len,
-            }),
+            Overflow::Reject => {
+                Err(TokenizerError::TooLong { file: self.file.clone(), index, prefix: text_prefix(text), len: full.ids.len(), max_len: policy.max_len })
+            }
             Overflow::Truncate => {
                 // Cut the bare text, then let the post-processor add its
                 // special tokens: correct for any template, not only BERT's.
@@ -451,10 +348,7 @@ impl Tokenizer {
                 bare.truncate(policy.max_len - specials, 0, TruncationDirection::Right);
                 let _ = bare.take_overflowing();
                 let enc = self.inner.post_process(bare, None, true).map_err(err)?;
-                Ok(Encoding {
-                    ids: enc.get_ids().to_vec(),
-                    tokens: enc.get_tokens().to_vec(),
-                })
+                Ok(Encoding { ids: enc.get_ids().to_vec(), tokens: enc.get_tokens().to_vec() })
             }
         }
     }
@@ -466,10 +360,7 @@ fn legacy_siblings(path: &Path) -> String {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let found: Vec<&str> = ["spiece.model", "sentencepiece.bpe.model", "vocab.txt"]
-        .into_iter()
-        .filter(|n| dir.join(n).is_file())
-        .collect();
+    let found: Vec<&str> = ["spiece.model", "sentencepiece.bpe.model", "vocab.txt"].into_iter().filter(|n| dir.join(n).is_file()).collect();
     if found.is_empty() {
         String::new()
     } else {
@@ -516,15 +407,10 @@ pub(crate) mod tests {
     /// configured (as MiniLM's), BertProcessing post-processor.
     pub(crate) fn wordpiece_json() -> serde_json::Value {
         let pieces = [
-            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "book", "a", "flight", "to", "paris",
-            "un", "##aff", "##able", "b", "##o", "##ok", "##s", "!", "p", "##a", "##r", "##is",
-            "x", "##y", "##yz", "q", "##q", "xy",
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "book", "a", "flight", "to", "paris", "un", "##aff", "##able", "b", "##o", "##ok", "##s", "!", "p",
+            "##a", "##r", "##is", "x", "##y", "##yz", "q", "##q", "xy",
         ];
-        let vocab: serde_json::Map<String, serde_json::Value> = pieces
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.to_string(), json!(i)))
-            .collect();
+        let vocab: serde_json::Map<String, serde_json::Value> = pieces.iter().enumerate().map(|(i, p)| (p.to_string(), json!(i))).collect();
         let added: Vec<_> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
             .iter()
             .enumerate()
@@ -551,14 +437,8 @@ pub(crate) mod tests {
 
     /// An ALBERT-style Unigram (SentencePiece) tokenizer.json.
     pub(crate) fn unigram_json() -> serde_json::Value {
-        let mut vocab = vec![
-            json!(["<pad>", 0.0]),
-            json!(["<unk>", 0.0]),
-            json!(["[CLS]", 0.0]),
-            json!(["[SEP]", 0.0]),
-            json!(["[MASK]", 0.0]),
-            json!(["▁", -2.0]),
-        ];
+        let mut vocab =
+            vec![json!(["<pad>", 0.0]), json!(["<unk>", 0.0]), json!(["[CLS]", 0.0]), json!(["[SEP]", 0.0]), json!(["[MASK]", 0.0]), json!(["▁", -2.0])];
         let words = [
             ("▁book", -3.0),
             ("▁a", -2.5),
@@ -633,10 +513,7 @@ pub(crate) mod tests {
         assert!(matches!(err, TokenizerError::NotFound { .. }), "{err}");
         let msg = err.to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
-        assert!(
-            msg.contains("tokenizer.json") && msg.contains("save_pretrained"),
-            "{msg}"
-        );
+        assert!(msg.contains("tokenizer.json") && msg.contains("save_pretrained"), "{msg}");
         assert!(msg.contains("found only spiece.model"), "{msg}");
     }
 
@@ -659,16 +536,8 @@ pub(crate) mod tests {
         assert_eq!(tok.pad_id(), Some(0));
         assert_eq!(tok.num_special_tokens(), 2);
         // The file says pad/truncate to 8; we do neither.
-        let e = tok
-            .encode("Book a flight to Paris unaffable books!")
-            .unwrap();
-        assert_eq!(
-            e.tokens,
-            [
-                "[CLS]", "book", "a", "flight", "to", "paris", "un", "##aff", "##able", "book",
-                "##s", "!", "[SEP]"
-            ]
-        );
+        let e = tok.encode("Book a flight to Paris unaffable books!").unwrap();
+        assert_eq!(e.tokens, ["[CLS]", "book", "a", "flight", "to", "paris", "un", "##aff", "##able", "book", "##s", "!", "[SEP]"]);
         assert_eq!(e.ids, [2, 5, 6, 7, 8, 9, 10, 11, 12, 5, 16, 17, 3]);
         let short = tok.encode("book").unwrap();
         assert_eq!(short.ids, [2, 5, 3]);
@@ -680,34 +549,19 @@ pub(crate) mod tests {
     fn policies_reject_and_truncate() {
         let tok = from_json("wp.json", &wordpiece_json());
         let texts = ["book", "book a flight to paris"];
-        let policy = SeqPolicy {
-            max_len: 5,
-            overflow: Overflow::Reject,
-        };
+        let policy = SeqPolicy { max_len: 5, overflow: Overflow::Reject };
         let err = tok.encode_batch_capped(&texts, &policy).unwrap_err();
         match &err {
-            TokenizerError::TooLong {
-                index,
-                len,
-                max_len,
-                prefix,
-                ..
-            } => {
+            TokenizerError::TooLong { index, len, max_len, prefix, .. } => {
                 assert_eq!((*index, *len, *max_len), (Some(1), 7, 5));
                 assert_eq!(prefix, "book a flight to paris");
             }
             e => panic!("{e}"),
         }
         let msg = err.to_string();
-        assert!(
-            msg.contains("#1") && msg.contains("7 tokens") && msg.contains("max_len 5"),
-            "{msg}"
-        );
+        assert!(msg.contains("#1") && msg.contains("7 tokens") && msg.contains("max_len 5"), "{msg}");
 
-        let policy = SeqPolicy {
-            max_len: 5,
-            overflow: Overflow::Truncate,
-        };
+        let policy = SeqPolicy { max_len: 5, overflow: Overflow::Truncate };
         let got = tok.encode_batch_capped(&texts, &policy).unwrap();
         assert_eq!(got[0].tokens, ["[CLS]", "book", "[SEP]"]);
         assert_eq!(got[1].tokens, ["[CLS]", "book", "a", "flight", "[SEP]"]);
@@ -717,21 +571,9 @@ pub(crate) mod tests {
         expect.push(*full.ids.last().unwrap());
         assert_eq!(got[1].ids, expect);
 
-        let tiny = SeqPolicy {
-            max_len: 2,
-            overflow: Overflow::Truncate,
-        };
-        assert!(matches!(
-            tok.encode_capped("book", &tiny),
-            Err(TokenizerError::PolicyTooShort { specials: 2, .. })
-        ));
-        assert_eq!(
-            SeqPolicy::default(),
-            SeqPolicy {
-                max_len: 128,
-                overflow: Overflow::Reject
-            }
-        );
+        let tiny = SeqPolicy { max_len: 2, overflow: Overflow::Truncate };
+        assert!(matches!(tok.encode_capped("book", &tiny), Err(TokenizerError::PolicyTooShort { specials: 2, .. })));
+        assert_eq!(SeqPolicy::default(), SeqPolicy { max_len: 128, overflow: Overflow::Reject });
     }
 
     #[test]
@@ -741,22 +583,15 @@ pub(crate) mod tests {
         assert_eq!(tok.special_ids(), vec![0, 1, 2, 3, 4]);
         assert_eq!(tok.pad_id(), Some(0));
         let e = tok.encode("Book a FLIGHT to Paris").unwrap();
-        assert_eq!(
-            e.tokens,
-            ["[CLS]", "▁book", "▁a", "▁flight", "▁to", "▁paris", "[SEP]"]
-        );
-        let t = SeqPolicy {
-            max_len: 4,
-            overflow: Overflow::Truncate,
-        };
+        assert_eq!(e.tokens, ["[CLS]", "▁book", "▁a", "▁flight", "▁to", "▁paris", "[SEP]"]);
+        let t = SeqPolicy { max_len: 4, overflow: Overflow::Truncate };
         let e = tok.encode_capped("book a flight", &t).unwrap();
         assert_eq!(e.tokens, ["[CLS]", "▁book", "▁a", "[SEP]"]);
     }
 
     #[test]
     fn digest_is_sha256_of_file_bytes() {
-        let tok = Tokenizer::from_bytes("x.json", serde_json::to_vec(&wordpiece_json()).unwrap())
-            .unwrap();
+        let tok = Tokenizer::from_bytes("x.json", serde_json::to_vec(&wordpiece_json()).unwrap()).unwrap();
         assert_eq!(tok.digest(), hex::encode(Sha256::digest(tok.bytes())));
         assert_eq!(tok.digest().len(), 64);
     }
@@ -768,10 +603,7 @@ pub(crate) mod tests {
         assert_eq!(tok.vocab_size(), 30522);
         assert_eq!(tok.special_ids(), vec![0, 100, 101, 102, 103]);
         assert_eq!(tok.pad_id(), Some(0));
-        assert_eq!(
-            tok.digest(),
-            hex::encode(Sha256::digest(std::fs::read(MINILM).unwrap()))
-        );
+        assert_eq!(tok.digest(), hex::encode(Sha256::digest(std::fs::read(MINILM).unwrap())));
         let e = tok.encode("What's the weather like in Paris?").unwrap();
         // No padding to 128 despite the file's Fixed(128).
         assert_eq!(e.ids.first(), Some(&101));
@@ -779,15 +611,7 @@ pub(crate) mod tests {
         assert!(e.ids.len() < 20, "{:?}", e.tokens);
         let long = "word ".repeat(300);
         assert_eq!(tok.encode(&long).unwrap().ids.len(), 302);
-        let e = tok
-            .encode_capped(
-                &long,
-                &SeqPolicy {
-                    max_len: 128,
-                    overflow: Overflow::Truncate,
-                },
-            )
-            .unwrap();
+        let e = tok.encode_capped(&long, &SeqPolicy { max_len: 128, overflow: Overflow::Truncate }).unwrap();
         assert_eq!(e.ids.len(), 128);
         assert_eq!((e.ids[0], e.ids[127]), (101, 102));
         assert!(tok.encode_capped(&long, &SeqPolicy::default()).is_err());

@@ -74,17 +74,11 @@ impl Tensor {
     }
     /// Values as f32 (only for F32 tensors).
     pub fn to_f32(&self) -> Option<Vec<f32>> {
-        (self.dtype == DType::F32)
-            .then(|| self.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        (self.dtype == DType::F32).then(|| self.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
     /// Values as i64 (only for I64 tensors).
     pub fn to_i64(&self) -> Option<Vec<i64>> {
-        (self.dtype == DType::I64).then(|| {
-            self.data
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect()
-        })
+        (self.dtype == DType::I64).then(|| self.data.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
     }
 }
 

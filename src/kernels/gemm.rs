@@ -75,9 +75,7 @@ pub fn linear(x: &[f32], m: usize, lin: &PackedLinear, out: &mut [f32]) {
     if m == 0 || n == 0 {
         return;
     }
-    out.par_chunks_mut(MB * n)
-        .zip(x.par_chunks(MB * k))
-        .for_each(|(o, xb)| block(xb, xb.len() / k, lin, o));
+    out.par_chunks_mut(MB * n).zip(x.par_chunks(MB * k)).for_each(|(o, xb)| block(xb, xb.len() / k, lin, o));
 }
 
 fn block(x: &[f32], rows: usize, lin: &PackedLinear, out: &mut [f32]) {

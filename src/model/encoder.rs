@@ -60,10 +60,7 @@ pub struct Norm {
 
 impl Norm {
     fn load(src: &dyn Weights, prefixes: &[&str], name: &str, width: usize) -> Result<Self, ModelError> {
-        Ok(Norm {
-            gamma: src.expect(prefixes, &format!("{name}.weight"), &[width])?,
-            beta: src.expect(prefixes, &format!("{name}.bias"), &[width])?,
-        })
+        Ok(Norm { gamma: src.expect(prefixes, &format!("{name}.weight"), &[width])?, beta: src.expect(prefixes, &format!("{name}.bias"), &[width])? })
     }
 
     fn apply(&self, x: &mut [f32], eps: f32) {
@@ -210,11 +207,7 @@ impl Encoder {
             Family::Bert => "pooler.dense",
             Family::Albert => "pooler",
         };
-        let pooler = if p.iter().any(|pre| src.has(&format!("{pre}{pooler_name}.weight"))) {
-            Some(Dense::load(src, p, pooler_name, h, h)?)
-        } else {
-            None
-        };
+        let pooler = if p.iter().any(|pre| src.has(&format!("{pre}{pooler_name}.weight"))) { Some(Dense::load(src, p, pooler_name, h, h)?) } else { None };
         Ok(Self::assemble(cfg.clone(), word, pos, token_type, emb_norm, proj, layers, schedule, pooler))
     }
 
@@ -471,5 +464,30 @@ impl Encoder {
             dense(&mut put, name, p);
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::safetensors::SafeTensors;
+
+    #[test]
+    fn same_bits_for_one_and_three_threads_and_any_batching() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("m");
+        crate::fixtures::generate("albert", &Default::default(), &m).unwrap();
+        let cfg = EncoderConfig::read(&m.join("config.json")).unwrap();
+        let st = SafeTensors::read(&m.join("model.safetensors")).unwrap();
+        let enc = Encoder::load(&cfg, &st).unwrap();
+        let seqs: Vec<Vec<u32>> = (0..23u32).map(|i| (0..(3 + i % 17)).map(|t| (i * 31 + t * 7) % 1800 + 5).collect()).collect();
+        let run = |threads: usize, batch: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| enc.embed(&seqs, Pooling::Mean, batch).unwrap())
+        };
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let one = bits(run(1, 1));
+        assert_eq!(one, bits(run(3, 4096)));
+        assert_eq!(one, bits(run(2, 50)));
     }
 }

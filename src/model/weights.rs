@@ -95,10 +95,7 @@ impl Weights for MemWeights {
         self.tensors.contains_key(name)
     }
     fn get(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), ModelError> {
-        self.tensors
-            .get(name)
-            .cloned()
-            .ok_or_else(|| ModelError::Missing { file: self.file.clone(), name: name.into() })
+        self.tensors.get(name).cloned().ok_or_else(|| ModelError::Missing { file: self.file.clone(), name: name.into() })
     }
 }
 
@@ -110,11 +107,12 @@ impl Weights for crate::formats::safetensors::SafeTensors {
         self.get(name).is_ok()
     }
     fn get(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), ModelError> {
-        let view = crate::formats::safetensors::SafeTensors::get(self, name)
-            .map_err(|e| ModelError::Read { file: self.display_name().into(), name: name.into(), why: e.to_string() })?;
-        let v = view
-            .to_f32_vec()
-            .map_err(|e| ModelError::Read { file: self.display_name().into(), name: name.into(), why: e.to_string() })?;
+        let view = crate::formats::safetensors::SafeTensors::get(self, name).map_err(|e| ModelError::Read {
+            file: self.display_name().into(),
+            name: name.into(),
+            why: e.to_string(),
+        })?;
+        let v = view.to_f32_vec().map_err(|e| ModelError::Read { file: self.display_name().into(), name: name.into(), why: e.to_string() })?;
         Ok((view.shape.to_vec(), v))
     }
 }

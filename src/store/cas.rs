@@ -45,9 +45,7 @@ impl Store {
     /// Where the blob with this digest lives (whether or not it exists).
     pub fn blob_path(&self, sha256: &str) -> Result<PathBuf> {
         if !is_sha256_hex(sha256) {
-            return Err(StoreError::BadDigest {
-                digest: sha256.to_owned(),
-            });
+            return Err(StoreError::BadDigest { digest: sha256.to_owned() });
         }
         Ok(self.root.join("sha256").join(sha256))
     }
@@ -80,12 +78,7 @@ impl Store {
         let tmp_name = tmp.path().to_owned();
         let (actual, _) = copy_hashing(&mut src, tmp.as_file_mut(), path, &tmp_name)?;
         if actual != expected_sha256 {
-            return Err(StoreError::HashMismatch {
-                name: name.to_owned(),
-                file: path.display().to_string(),
-                expected: expected_sha256.to_owned(),
-                actual,
-            });
+            return Err(StoreError::HashMismatch { name: name.to_owned(), file: path.display().to_string(), expected: expected_sha256.to_owned(), actual });
         }
         let tmp_path = tmp.into_temp_path();
         self.adopt(&tmp_path, &dest)?;
@@ -110,19 +103,13 @@ impl Store {
     /// as the blobs, so the final rename is atomic).
     pub(crate) fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
         let dir = self.tmp_dir();
-        tempfile::Builder::new()
-            .prefix("add-")
-            .tempfile_in(&dir)
-            .map_err(io_err("create temp file in", dir))
+        tempfile::Builder::new().prefix("add-").tempfile_in(&dir).map_err(io_err("create temp file in", dir))
     }
 
     /// A fresh temp directory inside the store.
     pub(crate) fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir> {
         let dir = self.tmp_dir();
-        tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(&dir)
-            .map_err(io_err("create temp directory in", dir))
+        tempfile::Builder::new().prefix(prefix).tempdir_in(&dir).map_err(io_err("create temp directory in", dir))
     }
 
     /// Where a resumable download keyed by `key` accumulates.
@@ -196,12 +183,7 @@ pub(crate) fn hash_into(r: &mut impl Read, h: &mut Sha256) -> io::Result<u64> {
 
 /// Copies `r` to `w` while hashing; returns digest and length. The paths
 /// only label errors.
-pub(crate) fn copy_hashing(
-    r: &mut impl Read,
-    w: &mut impl Write,
-    from: &Path,
-    to: &Path,
-) -> Result<(String, u64)> {
+pub(crate) fn copy_hashing(r: &mut impl Read, w: &mut impl Write, from: &Path, to: &Path) -> Result<(String, u64)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; BUF];
     let mut n = 0u64;

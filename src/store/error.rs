@@ -187,9 +187,7 @@ pub enum StoreError {
         found: Vec<String>,
     },
     /// The blob needed for materialization is absent.
-    #[error(
-        "source `{name}` (sha256 {sha256}) is not in the store; run `avac fetch {name}` first"
-    )]
+    #[error("source `{name}` (sha256 {sha256}) is not in the store; run `avac fetch {name}` first")]
     NotInStore {
         /// Source name.
         name: String,
@@ -260,10 +258,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Wraps an I/O error with the operation and path.
-pub(crate) fn io_err(
-    op: &'static str,
-    path: impl Into<PathBuf>,
-) -> impl FnOnce(std::io::Error) -> StoreError {
+pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.into();
     move |source| StoreError::Io { op, path, source }
 }

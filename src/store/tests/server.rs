@@ -58,10 +58,7 @@ impl Server {
                 }
             }
         });
-        Server {
-            base: format!("http://{ip}:{port}"),
-            log,
-        }
+        Server { base: format!("http://{ip}:{port}"), log }
     }
 
     pub(crate) fn log(&self) -> Vec<Logged> {
@@ -69,11 +66,7 @@ impl Server {
     }
 }
 
-fn handle(
-    mut s: TcpStream,
-    routes: &BTreeMap<String, Route>,
-    log: &Mutex<Vec<Logged>>,
-) -> std::io::Result<()> {
+fn handle(mut s: TcpStream, routes: &BTreeMap<String, Route>, log: &Mutex<Vec<Logged>>) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = Vec::new();
@@ -87,29 +80,16 @@ fn handle(
     }
     let text = String::from_utf8_lossy(&buf).into_owned();
     let mut lines = text.split("\r\n");
-    let path = lines
-        .next()
-        .unwrap_or("")
-        .split(' ')
-        .nth(1)
-        .unwrap_or("")
-        .to_owned();
+    let path = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("").to_owned();
     let mut headers = BTreeMap::new();
     for l in lines.take_while(|l| !l.is_empty()) {
         if let Some((k, v)) = l.split_once(':') {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
         }
     }
-    let range = headers
-        .get("range")
-        .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.strip_suffix('-'))
-        .and_then(|r| r.parse::<usize>().ok());
+    let range = headers.get("range").and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.strip_suffix('-')).and_then(|r| r.parse::<usize>().ok());
     if let Ok(mut l) = log.lock() {
-        l.push(Logged {
-            path: path.clone(),
-            headers,
-        });
+        l.push(Logged { path: path.clone(), headers });
     }
     match routes.get(&path) {
         None => reply(&mut s, 404, &[], b"no such route"),
@@ -119,10 +99,7 @@ fn handle(
         Some(Route::TruncateUnlessRange(body)) => match range {
             Some(_) => ranged(&mut s, body, range),
             None => {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                 s.write_all(head.as_bytes())?;
                 s.write_all(&body[..body.len() / 2])?;
                 s.flush()
@@ -143,10 +120,7 @@ fn ranged(s: &mut TcpStream, body: &[u8], range: Option<usize>) -> std::io::Resu
 }
 
 fn reply(s: &mut TcpStream, code: u16, extra: &[(&str, &str)], body: &[u8]) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
+    let mut head = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     for (k, v) in extra {
         head.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -28,12 +28,7 @@ pub(crate) struct Raw<'a> {
 
 impl<'a> Raw<'a> {
     pub(crate) fn file(name: &'a str, data: &'a [u8]) -> Raw<'a> {
-        Raw {
-            name: name.as_bytes(),
-            data,
-            mode: 0o100644,
-            declared: None,
-        }
+        Raw { name: name.as_bytes(), data, mode: 0o100644, declared: None }
     }
 }
 
@@ -42,11 +37,7 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0xEDB8_8320
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
         }
     }
     !c
