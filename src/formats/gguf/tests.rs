@@ -1,0 +1,672 @@
+//! Unit tests on handcrafted files and blocks; they always run. The real-file
+//! oracle test is in `tests_real.rs`.
+
+use super::*;
+
+// ---------------------------------------------------------------- a tiny writer
+
+/// Builds GGUF files byte by byte, including invalid ones.
+struct Builder {
+    version: u32,
+    kvs: Vec<u8>,
+    n_kv: u64,
+    infos: Vec<u8>,
+    n_tensors: u64,
+    data: Vec<u8>,
+    alignment: usize,
+}
+
+fn gstr(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend((s.len() as u64).to_le_bytes());
+    out.extend(s);
+}
+
+impl Builder {
+    fn new() -> Builder {
+        Builder { version: 3, kvs: vec![], n_kv: 0, infos: vec![], n_tensors: 0, data: vec![], alignment: 32 }
+    }
+
+    /// A key with a raw value type id and raw value bytes.
+    fn kv_raw(mut self, key: &str, type_id: u32, value: &[u8]) -> Builder {
+        gstr(&mut self.kvs, key.as_bytes());
+        self.kvs.extend(type_id.to_le_bytes());
+        self.kvs.extend(value);
+        self.n_kv += 1;
+        self
+    }
+
+    fn kv_u32(self, key: &str, v: u32) -> Builder {
+        self.kv_raw(key, 4, &v.to_le_bytes())
+    }
+
+    fn kv_f32(self, key: &str, v: f32) -> Builder {
+        self.kv_raw(key, 6, &v.to_le_bytes())
+    }
+
+    fn kv_str(self, key: &str, v: &str) -> Builder {
+        let mut b = vec![];
+        gstr(&mut b, v.as_bytes());
+        self.kv_raw(key, 8, &b)
+    }
+
+    fn kv_bool(self, key: &str, v: bool) -> Builder {
+        self.kv_raw(key, 7, &[v as u8])
+    }
+
+    fn kv_str_array(self, key: &str, items: &[&str]) -> Builder {
+        let mut b = vec![];
+        b.extend(8u32.to_le_bytes());
+        b.extend((items.len() as u64).to_le_bytes());
+        for s in items {
+            gstr(&mut b, s.as_bytes());
+        }
+        self.kv_raw(key, 9, &b)
+    }
+
+    fn kv_array<T: Copy>(self, key: &str, elem_type: u32, items: &[T], le: fn(T) -> Vec<u8>) -> Builder {
+        let mut b = vec![];
+        b.extend(elem_type.to_le_bytes());
+        b.extend((items.len() as u64).to_le_bytes());
+        for &x in items {
+            b.extend(le(x));
+        }
+        self.kv_raw(key, 9, &b)
+    }
+
+    /// A tensor info with an explicit offset; `data` is not touched.
+    fn info(mut self, name: &str, ne: &[u64], type_id: u32, offset: u64) -> Builder {
+        gstr(&mut self.infos, name.as_bytes());
+        self.infos.extend((ne.len() as u32).to_le_bytes());
+        for d in ne {
+            self.infos.extend(d.to_le_bytes());
+        }
+        self.infos.extend(type_id.to_le_bytes());
+        self.infos.extend(offset.to_le_bytes());
+        self.n_tensors += 1;
+        self
+    }
+
+    /// A tensor placed after the previous one, padded like gguf-py does.
+    fn tensor(mut self, name: &str, ne: &[u64], ty: GgmlType, bytes: &[u8]) -> Builder {
+        while self.data.len() % self.alignment != 0 {
+            self.data.push(0);
+        }
+        let offset = self.data.len() as u64;
+        self.data.extend(bytes);
+        self.info(name, ne, ty.id(), offset)
+    }
+
+    fn build(self) -> Vec<u8> {
+        let mut out = b"GGUF".to_vec();
+        out.extend(self.version.to_le_bytes());
+        out.extend(self.n_tensors.to_le_bytes());
+        out.extend(self.n_kv.to_le_bytes());
+        out.extend(self.kvs);
+        out.extend(self.infos);
+        while out.len() % self.alignment != 0 {
+            out.push(0);
+        }
+        out.extend(self.data);
+        while out.len() % self.alignment != 0 {
+            out.push(0);
+        }
+        out
+    }
+}
+
+fn parse(bytes: Vec<u8>) -> Result<GgufFile> {
+    GgufFile::parse(bytes, "t.gguf")
+}
+
+fn err(bytes: Vec<u8>) -> GgufError {
+    parse(bytes).expect_err("the file should be refused")
+}
+
+fn f16_bits(v: f32) -> [u8; 2] {
+    // Only used for values exactly representable in f16 (checked).
+    let bits = match v {
+        0.25 => 0x3400u16,
+        0.5 => 0x3800,
+        1.0 => 0x3c00,
+        2.0 => 0x4000,
+        _ => panic!("no f16 constant for {v}"),
+    };
+    assert_eq!(f16_to_f32(bits), v);
+    bits.to_le_bytes()
+}
+
+fn one_tensor(ty: GgmlType, ne: &[u64], bytes: &[u8]) -> GgufFile {
+    parse(Builder::new().tensor("t", ne, ty, bytes).build()).unwrap()
+}
+
+// ---------------------------------------------------------------- f16 / bf16
+
+#[test]
+fn f16_widening_is_exact_for_all_65536_values() {
+    for h in 0..=u16::MAX {
+        let got = f16_to_f32(h);
+        let (sign, exp, man) = (h >> 15, (h >> 10) & 0x1f, h & 0x3ff);
+        let magnitude = match exp {
+            0 => f64::from(man) * 2f64.powi(-24),
+            0x1f if man == 0 => f64::INFINITY,
+            0x1f => {
+                assert!(got.is_nan(), "{h:#06x}");
+                assert_eq!(got.to_bits() & 0x7fffff, u32::from(man) << 13, "{h:#06x}: payload kept");
+                continue;
+            }
+            _ => (1.0 + f64::from(man) / 1024.0) * 2f64.powi(i32::from(exp) - 15),
+        };
+        let want = if sign == 1 { -magnitude } else { magnitude } as f32;
+        assert_eq!(got.to_bits(), want.to_bits(), "{h:#06x}");
+    }
+}
+
+#[test]
+fn bf16_widening_is_the_upper_half() {
+    assert_eq!(bf16_to_f32(0x3f80), 1.0);
+    assert_eq!(bf16_to_f32(0xc040), -3.0);
+    assert_eq!(bf16_to_f32(0x0001).to_bits(), 0x0001_0000);
+}
+
+// ---------------------------------------------------------------- one block per type
+
+#[test]
+fn dequantizes_f32_f16_bf16() {
+    let f32s = [1.5f32, -2.0, 0.0, 3.25];
+    let g = one_tensor(GgmlType::F32, &[4], &f32s.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    assert_eq!(g.dequantize("t").unwrap(), f32s);
+
+    // 1.0, -2.0, 65504 (max), smallest subnormal 2^-24
+    let g = one_tensor(GgmlType::F16, &[4], &[0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x01, 0x00]);
+    assert_eq!(g.dequantize("t").unwrap(), [1.0, -2.0, 65504.0, 2f32.powi(-24)]);
+
+    // 1.0, -3.0, 0.5, 1.5
+    let g = one_tensor(GgmlType::BF16, &[4], &[0x80, 0x3f, 0x40, 0xc0, 0x00, 0x3f, 0xc0, 0x3f]);
+    assert_eq!(g.dequantize("t").unwrap(), [1.0, -3.0, 0.5, 1.5]);
+}
+
+#[test]
+fn dequantizes_q8_0() {
+    let mut block = f16_bits(0.5).to_vec();
+    let qs: Vec<i8> = [0i8, 1, -1, 127, -128].into_iter().chain((5..32).map(|j| j - 16)).collect();
+    block.extend(qs.iter().map(|&q| q as u8));
+    let y = one_tensor(GgmlType::Q8_0, &[32], &block).dequantize("t").unwrap();
+    assert_eq!(&y[..5], &[0.0, 0.5, -0.5, 63.5, -64.0]);
+    for (j, &v) in y.iter().enumerate().skip(5) {
+        assert_eq!(v, (j as f32 - 16.0) * 0.5);
+    }
+}
+
+#[test]
+fn dequantizes_q5_0() {
+    // d = 2; qh sets the 5th bit of elements 1, 2 and 16.
+    let mut block = f16_bits(2.0).to_vec();
+    block.extend(0x0001_0006u32.to_le_bytes());
+    let mut qs = [0x88u8; 16];
+    qs[0] = 0x10; // element 0: low nibble 0; element 16: high nibble 1
+    qs[1] = 0x0f; // element 1: 15; element 17: 0
+    qs[2] = 0x00; // element 2: 0; element 18: 0
+    block.extend(qs);
+    let y = one_tensor(GgmlType::Q5_0, &[32], &block).dequantize("t").unwrap();
+    let mut want = [-16.0f32; 32]; // nibble 8, no 5th bit: (8 - 16) * 2
+    want[0] = -32.0; // (0 - 16) * 2
+    want[1] = 30.0; // (15 + 16 - 16) * 2
+    want[2] = 0.0; // (0 + 16 - 16) * 2
+    want[16] = 2.0; // (1 + 16 - 16) * 2
+    want[17] = -32.0;
+    want[18] = -32.0;
+    assert_eq!(y, want);
+}
+
+#[test]
+fn dequantizes_q4_k() {
+    // Scales and mins of the 8 sub-blocks, packed as ggml's 12-byte K-scale table.
+    let sc = [1u8, 2, 3, 4, 5, 17, 33, 63];
+    let m = [0u8, 1, 2, 3, 4, 20, 40, 63];
+    let scales = [0x01u8, 0x42, 0x83, 0xc4, 0x00, 0x41, 0x82, 0xc3, 0x45, 0x41, 0x81, 0xff];
+    for j in 0..8 {
+        assert_eq!(dequant_scale_min(j, &scales), (sc[j], m[j]), "sub-block {j}");
+    }
+    let mut block = f16_bits(1.0).to_vec(); // d
+    block.extend(f16_bits(0.5)); // dmin
+    block.extend(scales);
+    block.extend((0..128u8).map(|i| (i % 16) | ((15 - i % 16) << 4)));
+    let y = one_tensor(GgmlType::Q4_K, &[256], &block).dequantize("t").unwrap();
+    // y[64p + l] = sc[2p] * low - 0.5 * m[2p]; y[64p + 32 + l] = sc[2p+1] * high - 0.5 * m[2p+1]
+    for p in 0..4 {
+        for l in 0..32 {
+            let (lo, hi) = ((l % 16) as f32, (15 - l % 16) as f32);
+            assert_eq!(y[64 * p + l], f32::from(sc[2 * p]) * lo - 0.5 * f32::from(m[2 * p]), "{p} {l}");
+            assert_eq!(y[64 * p + 32 + l], f32::from(sc[2 * p + 1]) * hi - 0.5 * f32::from(m[2 * p + 1]), "{p} {l}");
+        }
+    }
+    // By hand: sub-block 0 is 1*q - 0, sub-block 1 is 2*(15 - q) - 0.5, ...
+    assert_eq!([y[0], y[1], y[32], y[69], y[224], y[255]], [0.0, 1.0, 29.5, 14.0, 913.5, -31.5]);
+}
+
+fn dequant_scale_min(j: usize, scales: &[u8]) -> (u8, u8) {
+    // Decode via a Q4_K block with d = dmin = 1 and all quants 0/1 to observe sc and m.
+    let mut block = f16_bits(1.0).to_vec();
+    block.extend(f16_bits(1.0));
+    block.extend(scales);
+    block.extend([0x11u8; 128]); // every quant is 1: y = sc - m
+    let mut zero = block.clone();
+    zero[16..].fill(0); // every quant is 0: y = -m
+    let y1 = one_tensor(GgmlType::Q4_K, &[256], &block).dequantize("t").unwrap();
+    let y0 = one_tensor(GgmlType::Q4_K, &[256], &zero).dequantize("t").unwrap();
+    let m = -y0[32 * j];
+    ((y1[32 * j] + m) as u8, m as u8)
+}
+
+/// Packs 256 six-bit quants as ggml's `block_q6_K` `ql`/`qh` (inverse of the reader).
+fn pack_q6_k(q: &[u8; 256]) -> ([u8; 128], [u8; 64]) {
+    let (mut ql, mut qh) = ([0u8; 128], [0u8; 64]);
+    for h in 0..2 {
+        for l in 0..32 {
+            let e = |k: usize| q[128 * h + l + 32 * k];
+            ql[64 * h + l] = (e(0) & 0xf) | ((e(2) & 0xf) << 4);
+            ql[64 * h + l + 32] = (e(1) & 0xf) | ((e(3) & 0xf) << 4);
+            qh[32 * h + l] = (e(0) >> 4) | ((e(1) >> 4) << 2) | ((e(2) >> 4) << 4) | ((e(3) >> 4) << 6);
+        }
+    }
+    (ql, qh)
+}
+
+#[test]
+fn dequantizes_q6_k() {
+    let q: [u8; 256] = std::array::from_fn(|e| (e * 7 % 64) as u8);
+    let sc: [i8; 16] = [1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6, 7, -7, 8, -8];
+    let (ql, qh) = pack_q6_k(&q);
+    let mut block = ql.to_vec();
+    block.extend(qh);
+    block.extend(sc.map(|s| s as u8));
+    block.extend(f16_bits(0.25));
+    let y = one_tensor(GgmlType::Q6_K, &[256], &block).dequantize("t").unwrap();
+    for (e, &v) in y.iter().enumerate() {
+        // Each run of 16 elements shares one scale: element e uses scale e / 16.
+        assert_eq!(v, 0.25 * f32::from(sc[e / 16]) * (f32::from(q[e]) - 32.0), "element {e}");
+    }
+    // By hand: e=0: q 0, sc 1 -> 0.25*1*-32; e=16: q 48, sc -1 -> -4; e=32: q 32 -> 0; e=200: q 56, sc 7 -> 42
+    assert_eq!([y[0], y[16], y[32], y[200]], [-8.0, -4.0, 0.0, 42.0]);
+}
+
+#[test]
+fn row_ranges_give_the_same_bits_as_the_whole_tensor() {
+    let mut bytes = vec![];
+    for r in 0..3u8 {
+        bytes.extend(f16_bits(0.5));
+        bytes.extend((0..32u8).map(|j| j.wrapping_mul(r + 3)));
+    }
+    let g = one_tensor(GgmlType::Q8_0, &[32, 3], &bytes);
+    let whole = g.dequantize("t").unwrap();
+    let mut mid = vec![0f32; 32];
+    g.dequantize_rows("t", 1..2, &mut mid).unwrap();
+    assert_eq!(mid, whole[32..64]);
+    let e = g.dequantize_rows("t", 2..4, &mut [0f32; 64]).unwrap_err();
+    assert!(matches!(e, GgufError::RowRange { n_rows: 3, .. }), "{e}");
+    let e = g.dequantize_rows("t", 0..1, &mut [0f32; 31]).unwrap_err();
+    assert!(matches!(e, GgufError::OutputLength { expected: 32, actual: 31, .. }), "{e}");
+}
+
+#[test]
+fn unsupported_types_are_named() {
+    let g = one_tensor(GgmlType::Q4_0, &[32], &[0u8; 18]);
+    assert_eq!(g.tensor_data("t").unwrap().len(), 18, "raw bytes stay readable");
+    let e = g.dequantize("t").unwrap_err();
+    assert!(matches!(&e, GgufError::UnsupportedType { type_name: "Q4_0", tensor, .. } if tensor == "t"), "{e}");
+    assert_eq!(e.to_string(), "t.gguf: tensor 't': dequantizing Q4_0 is not supported (supported: F32 F16 BF16 Q8_0 Q5_0 Q4_K Q6_K)");
+}
+
+// ---------------------------------------------------------------- metadata
+
+#[test]
+fn reads_every_value_type_and_nested_arrays() {
+    let nested = {
+        let mut b = 9u32.to_le_bytes().to_vec(); // array of arrays
+        b.extend(2u64.to_le_bytes());
+        for inner in [[1u16, 2].as_slice(), &[3]] {
+            b.extend(2u32.to_le_bytes());
+            b.extend((inner.len() as u64).to_le_bytes());
+            inner.iter().for_each(|v| b.extend(v.to_le_bytes()));
+        }
+        b
+    };
+    let g = parse(
+        Builder::new()
+            .kv_raw("u8", 0, &[7])
+            .kv_raw("i8", 1, &[0xff])
+            .kv_raw("u16", 2, &9u16.to_le_bytes())
+            .kv_raw("i16", 3, &(-9i16).to_le_bytes())
+            .kv_u32("u32", 10)
+            .kv_raw("i32", 5, &(-10i32).to_le_bytes())
+            .kv_f32("f32", 0.5)
+            .kv_bool("bool", true)
+            .kv_str("str", "héllo")
+            .kv_raw("u64", 10, &u64::MAX.to_le_bytes())
+            .kv_raw("i64", 11, &(-1i64).to_le_bytes())
+            .kv_raw("f64", 12, &0.25f64.to_le_bytes())
+            .kv_array("f32s", 6, &[1.0f32, 2.0], |v| v.to_le_bytes().to_vec())
+            .kv_raw("nested", 9, &nested)
+            .build(),
+    )
+    .unwrap();
+    assert_eq!(g.version(), 3);
+    assert_eq!(g.alignment(), 32);
+    assert_eq!(g.get_u64("u8").unwrap(), 7);
+    assert_eq!(g.get("i8"), Some(&MetadataValue::I8(-1)));
+    assert_eq!(g.get_u64("u16").unwrap(), 9);
+    assert_eq!(g.get("i16"), Some(&MetadataValue::I16(-9)));
+    assert_eq!(g.get_u64("u32").unwrap(), 10);
+    assert_eq!(g.get_f32("f32").unwrap(), 0.5);
+    assert!(g.get_bool("bool").unwrap());
+    assert_eq!(g.get_str("str").unwrap(), "héllo");
+    assert_eq!(g.get_u64("u64").unwrap(), u64::MAX);
+    assert_eq!(g.get("f64"), Some(&MetadataValue::F64(0.25)));
+    assert_eq!(g.get_array("f32s").unwrap(), &MetadataArray::F32(vec![1.0, 2.0]));
+    assert_eq!(g.get_array("nested").unwrap(), &MetadataArray::Array(vec![MetadataArray::U16(vec![1, 2]), MetadataArray::U16(vec![3])]));
+    assert_eq!(g.metadata().keys().next().map(String::as_str), Some("bool"), "sorted by key");
+
+    let e = g.get_u64("i32").unwrap_err();
+    assert_eq!(e.to_string(), "t.gguf: metadata key 'i32' is INT32, expected a non-negative integer");
+    let e = g.get_f32("f64").unwrap_err();
+    assert!(matches!(e, GgufError::WrongKeyType { expected: "FLOAT32", .. }), "{e}");
+    assert_eq!(g.get_array("f32s").unwrap().describe(), "ARRAY[FLOAT32; 2]");
+    let e = g.get_str("absent").unwrap_err();
+    assert_eq!(e.to_string(), "t.gguf: missing metadata key 'absent'");
+    assert_eq!(g.opt_str("absent").unwrap(), None);
+}
+
+#[test]
+fn alignment_comes_from_general_alignment() {
+    let mut b = Builder::new().kv_u32("general.alignment", 64);
+    b.alignment = 64;
+    let g = parse(b.tensor("a", &[3], GgmlType::F32, &[0; 12]).tensor("b", &[1], GgmlType::F32, &[0; 4]).build()).unwrap();
+    assert_eq!(g.alignment(), 64);
+    assert_eq!(g.tensor("b").unwrap().offset(), 64);
+    assert_eq!(g.data_start() % 64, 0);
+
+    for (value, found) in [(3u32.to_le_bytes().to_vec(), "3"), (0u32.to_le_bytes().to_vec(), "0")] {
+        let e = err(Builder::new().kv_raw("general.alignment", 4, &value).build());
+        assert!(matches!(&e, GgufError::BadAlignment { found: f, .. } if f == found), "{e}");
+    }
+    let e = err(Builder::new().kv_raw("general.alignment", 10, &32u64.to_le_bytes()).build());
+    assert!(matches!(&e, GgufError::BadAlignment { found, .. } if found == "UINT64"), "{e}");
+}
+
+#[test]
+fn version_2_reads_like_3() {
+    let mut b = Builder::new().kv_u32("x", 1).tensor("t", &[1], GgmlType::F32, &1f32.to_le_bytes());
+    b.version = 2;
+    let g = parse(b.build()).unwrap();
+    assert_eq!((g.version(), g.dequantize("t").unwrap()), (2, vec![1.0]));
+}
+
+// ---------------------------------------------------------------- refused files
+
+#[test]
+fn refuses_bad_magic_versions_and_endianness() {
+    let e = err(b"GGUX\x03\0\0\0".to_vec());
+    assert!(matches!(&e, GgufError::BadMagic { found, .. } if found == b"GGUX"), "{e}");
+    assert!(matches!(err(b"GG".to_vec()), GgufError::BadMagic { .. }));
+    for v in [1u32, 4, 0] {
+        let mut b = Builder::new();
+        b.version = v;
+        let e = err(b.build());
+        assert!(matches!(e, GgufError::UnsupportedVersion { version, .. } if version == v), "{e}");
+    }
+    let mut b = Builder::new();
+    b.version = 3u32.swap_bytes();
+    assert!(matches!(err(b.build()), GgufError::BigEndian { version: 3, .. }));
+}
+
+#[test]
+fn refuses_truncated_headers_naming_the_field() {
+    // Cut in the middle of the value string.
+    let bytes = Builder::new().kv_str("general.name", "gemma").build();
+    let e = err(bytes[..24 + 8 + 12 + 4 + 8 + 2].to_vec());
+    assert!(matches!(&e, GgufError::TruncatedHeader { what, .. } if what == "value of key 'general.name': 5 bytes"), "{e}");
+    assert!(e.to_string().starts_with("t.gguf: truncated header: value of key 'general.name'"), "{e}");
+    // Every prefix is refused, never a panic.
+    let bytes = Builder::new().kv_str("general.name", "gemma").tensor("t", &[8], GgmlType::F32, &[0; 32]).build();
+    for n in 0..bytes.len() {
+        assert!(parse(bytes[..n].to_vec()).is_err(), "prefix of {n} bytes");
+    }
+}
+
+#[test]
+fn refuses_counts_the_file_cannot_hold() {
+    let mut bytes = Builder::new().build();
+    bytes[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // tensors
+    assert!(matches!(err(bytes.clone()), GgufError::TooManyTensors { count: u64::MAX, .. }));
+    bytes[8..16].copy_from_slice(&0u64.to_le_bytes());
+    bytes[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes()); // keys
+    assert!(matches!(err(bytes), GgufError::TooManyKeys { .. }));
+
+    let mut b = vec![];
+    b.extend(6u32.to_le_bytes());
+    b.extend((1u64 << 40).to_le_bytes());
+    let e = err(Builder::new().kv_raw("arr", 9, &b).build());
+    assert!(matches!(&e, GgufError::ArrayTooLong { key, len, .. } if key == "arr" && *len == 1 << 40), "{e}");
+}
+
+#[test]
+fn refuses_bad_strings_and_keys() {
+    let long = "k".repeat(64 * 1024 + 1);
+    let e = err(Builder::new().kv_u32(&long, 1).build());
+    assert!(matches!(e, GgufError::StringTooLong { len: 65537, max: 65536, .. }), "{e}");
+
+    let mut bad = vec![];
+    gstr(&mut bad, &[0xff, 0xfe]);
+    let e = err(Builder::new().kv_raw("s", 8, &bad).build());
+    assert!(matches!(&e, GgufError::StringNotUtf8 { what, .. } if what == "value of key 's'"), "{e}");
+
+    let e = err(Builder::new().kv_u32("a", 1).kv_u32("a", 2).build());
+    assert!(matches!(&e, GgufError::DuplicateKey { key, .. } if key == "a"), "{e}");
+
+    let e = err(Builder::new().kv_raw("x", 13, &[0; 8]).build());
+    assert!(matches!(&e, GgufError::UnknownValueType { key, type_id: 13, .. } if key == "x"), "{e}");
+
+    let e = err(Builder::new().kv_raw("b", 7, &[2]).build());
+    assert!(matches!(&e, GgufError::InvalidBool { key, value: 2, .. } if key == "b"), "{e}");
+}
+
+#[test]
+fn refuses_arrays_nested_too_deep() {
+    // depth 4 is accepted, depth 5 refused
+    let nest = |depth: usize| {
+        let mut inner = 0u32.to_le_bytes().to_vec(); // innermost: empty array of u8
+        inner.extend(0u64.to_le_bytes());
+        for _ in 1..depth {
+            let mut outer = 9u32.to_le_bytes().to_vec();
+            outer.extend(1u64.to_le_bytes());
+            outer.extend(inner);
+            inner = outer;
+        }
+        Builder::new().kv_raw("deep", 9, &inner).build()
+    };
+    assert!(parse(nest(MAX_ARRAY_DEPTH)).is_ok());
+    let e = err(nest(MAX_ARRAY_DEPTH + 1));
+    assert!(matches!(&e, GgufError::ArrayTooDeep { key, .. } if key == "deep"), "{e}");
+}
+
+#[test]
+fn refuses_bad_tensor_infos() {
+    let f32x8 = [0u8; 32];
+    let e = err(Builder::new().tensor("t", &[8], GgmlType::F32, &f32x8).tensor("t", &[8], GgmlType::F32, &f32x8).build());
+    assert!(matches!(&e, GgufError::DuplicateTensor { tensor, .. } if tensor == "t"), "{e}");
+
+    let e = err(Builder::new().info("t", &[1, 1, 1, 1, 1], 0, 0).build());
+    assert!(matches!(e, GgufError::TooManyDims { n_dims: 5, max: 4, .. }), "{e}");
+
+    let e = err(Builder::new().info("t", &[1], 4, 0).build());
+    assert!(matches!(&e, GgufError::UnknownType { tensor, type_id: 4, .. } if tensor == "t"), "{e}");
+
+    let e = err(Builder::new().info("t", &[u64::MAX / 2, 4], 0, 0).build());
+    assert!(matches!(e, GgufError::ShapeOverflow { .. }), "{e}");
+
+    let e = err(Builder::new().info("t", &[48, 2], GgmlType::Q8_0.id(), 0).build());
+    assert_eq!(e.to_string(), "t.gguf: tensor 't': ne[0] = 48 is not a multiple of the Q8_0 block size 32");
+
+    let e = err(Builder::new().info("t", &[1], 0, 16).build());
+    assert!(matches!(e, GgufError::MisalignedOffset { offset: 16, alignment: 32, .. }), "{e}");
+}
+
+#[test]
+fn refuses_truncated_data_naming_tensor_and_byte_counts() {
+    let bytes = Builder::new().tensor("a", &[8], GgmlType::F32, &[0; 32]).tensor("b.weight", &[16], GgmlType::F32, &[0; 64]).build();
+    let data_start = bytes.len() - 96;
+    let e = err(bytes[..bytes.len() - 10].to_vec());
+    match &e {
+        GgufError::TruncatedData { tensor, offset, size, begin, end, file_len, missing, .. } => {
+            assert_eq!((tensor.as_str(), *offset, *size, *missing), ("b.weight", 32, 64, 10));
+            assert_eq!((*begin, *end, *file_len), (data_start as u64 + 32, data_start as u64 + 96, bytes.len() as u64 - 10));
+        }
+        other => panic!("{other}"),
+    }
+    let msg = e.to_string();
+    assert!(msg.starts_with("t.gguf: truncated: tensor 'b.weight' needs file bytes") && msg.ends_with("(10 missing)"), "{msg}");
+}
+
+#[test]
+fn refuses_overlaps_gaps_and_trailing_bytes() {
+    let base = || Builder::new().tensor("a", &[16], GgmlType::F32, &[0; 64]);
+    let e = err(base().info("b", &[8], 0, 32).build());
+    assert!(matches!(&e, GgufError::Overlap { tensor, previous, begin: 32, previous_end: 64, .. } if tensor == "b" && previous == "a"), "{e}");
+
+    let mut b = base().info("b", &[8], 0, 128);
+    b.data.extend([0u8; 96]);
+    let e = err(b.build());
+    assert!(matches!(e, GgufError::Gap { begin: 128, previous_end: 64, expected: 64, .. }), "{e}");
+
+    let e = err(Builder::new().info("a", &[8], 0, 32).build());
+    assert!(matches!(e, GgufError::Gap { begin: 32, expected: 0, .. }), "{e}");
+
+    let mut bytes = base().build();
+    bytes.extend([0u8; 32]);
+    assert!(matches!(err(bytes), GgufError::TrailingBytes { trailing: 32, max: 0, .. }));
+
+    // Tensors may be listed in any order as long as their bytes tile the data.
+    let mut b = Builder::new().info("second", &[8], 0, 32).info("first", &[8], 0, 0);
+    b.data = vec![0; 64];
+    let g = parse(b.build()).unwrap();
+    assert_eq!(g.tensors().iter().map(TensorInfo::name).collect::<Vec<_>>(), ["second", "first"]);
+}
+
+#[test]
+fn tensor_lookup_and_shapes() {
+    let g = parse(Builder::new().tensor("w", &[64, 3], GgmlType::Q8_0, &[0; 6 * 34]).tensor("s", &[], GgmlType::F32, &[0; 4]).build()).unwrap();
+    let w = g.tensor("w").unwrap();
+    assert_eq!((w.dims(), w.hf_shape(), w.n_elements(), w.n_bytes()), (&[64, 3][..], vec![3, 64], 192, 204));
+    assert_eq!((w.row_len(), w.n_rows(), w.ggml_type()), (64, 3, GgmlType::Q8_0));
+    let s = g.tensor("s").unwrap();
+    assert_eq!((s.n_elements(), s.hf_shape(), s.n_rows()), (1, vec![], 1));
+    let e = g.tensor_data("nope").unwrap_err();
+    assert_eq!(e.to_string(), "t.gguf: no tensor named 'nope'");
+}
+
+#[test]
+fn read_names_the_path() {
+    let e = GgufFile::read(Path::new("/nonexistent/model.gguf")).unwrap_err();
+    assert!(matches!(&e, GgufError::Io { file, .. } if file == "/nonexistent/model.gguf"), "{e}");
+}
+
+// ---------------------------------------------------------------- Gemma 3
+
+#[test]
+fn gemma3_names_map_to_hugging_face() {
+    let cases = [
+        ("token_embd.weight", "model.embed_tokens.weight", false),
+        ("output_norm.weight", "model.norm.weight", true),
+        ("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight", false),
+        ("blk.1.attn_k.weight", "model.layers.1.self_attn.k_proj.weight", false),
+        ("blk.2.attn_v.weight", "model.layers.2.self_attn.v_proj.weight", false),
+        ("blk.3.attn_output.weight", "model.layers.3.self_attn.o_proj.weight", false),
+        ("blk.4.attn_q_norm.weight", "model.layers.4.self_attn.q_norm.weight", true),
+        ("blk.5.attn_k_norm.weight", "model.layers.5.self_attn.k_norm.weight", true),
+        ("blk.6.attn_norm.weight", "model.layers.6.input_layernorm.weight", true),
+        ("blk.7.post_attention_norm.weight", "model.layers.7.post_attention_layernorm.weight", true),
+        ("blk.8.ffn_norm.weight", "model.layers.8.pre_feedforward_layernorm.weight", true),
+        ("blk.9.post_ffw_norm.weight", "model.layers.9.post_feedforward_layernorm.weight", true),
+        ("blk.10.ffn_gate.weight", "model.layers.10.mlp.gate_proj.weight", false),
+        ("blk.11.ffn_up.weight", "model.layers.11.mlp.up_proj.weight", false),
+        ("blk.17.ffn_down.weight", "model.layers.17.mlp.down_proj.weight", false),
+    ];
+    for (gguf, hf, plus_one) in cases {
+        assert_eq!(gemma3_hf_name(gguf), Some(HfTensorName { name: hf.to_string(), norm_plus_one: plus_one }), "{gguf}");
+    }
+    for bad in ["blk.01.attn_q.weight", "blk.x.attn_q.weight", "blk..attn_q.weight", "blk.0.attn_qkv.weight", "rope_freqs.weight", "blk.0.attn_q.bias"] {
+        assert_eq!(gemma3_hf_name(bad), None, "{bad}");
+    }
+}
+
+fn gemma3_file() -> Builder {
+    Builder::new()
+        .kv_str("general.architecture", "gemma3")
+        .kv_u32("gemma3.context_length", 32768)
+        .kv_u32("gemma3.embedding_length", 640)
+        .kv_u32("gemma3.block_count", 18)
+        .kv_u32("gemma3.feed_forward_length", 2048)
+        .kv_u32("gemma3.attention.head_count", 4)
+        .kv_f32("gemma3.attention.layer_norm_rms_epsilon", 1e-6)
+        .kv_u32("gemma3.attention.key_length", 256)
+        .kv_u32("gemma3.attention.value_length", 256)
+        .kv_f32("gemma3.rope.freq_base", 1e6)
+        .kv_u32("gemma3.attention.sliding_window", 512)
+        .kv_u32("gemma3.attention.head_count_kv", 1)
+        .kv_str("tokenizer.ggml.model", "llama")
+        .kv_str_array("tokenizer.ggml.tokens", &["<pad>", "<eos>", "<bos>", "a"])
+        .kv_array("tokenizer.ggml.scores", 6, &[0f32, 0.0, 0.0, -1.5], |v| v.to_le_bytes().to_vec())
+        .kv_array("tokenizer.ggml.token_type", 5, &[3i32, 3, 3, 1], |v| v.to_le_bytes().to_vec())
+        .kv_u32("tokenizer.ggml.bos_token_id", 2)
+        .kv_u32("tokenizer.ggml.eos_token_id", 1)
+        .kv_u32("tokenizer.ggml.padding_token_id", 0)
+        .kv_bool("tokenizer.ggml.add_bos_token", true)
+}
+
+#[test]
+fn gemma3_config_and_tokenizer() {
+    let g = parse(gemma3_file().build()).unwrap();
+    let c = Gemma3Config::from_gguf(&g).unwrap();
+    assert_eq!((c.embedding_length, c.block_count, c.head_count, c.head_count_kv, c.key_length), (640, 18, 4, 1, 256));
+    assert_eq!((c.rope_freq_base, c.rope_freq_base_swa, c.sliding_window, c.sliding_window_pattern), (1e6, 10_000.0, 512, 6));
+    assert_eq!((c.rms_norm_eps, c.rope_scaling.clone()), (1e-6, None));
+    let t = GgufTokenizer::from_gguf(&g).unwrap();
+    assert_eq!((t.model, t.tokens.len(), t.scores.unwrap()[3], t.token_types.unwrap()[0]), ("llama", 4, -1.5, 3));
+    assert_eq!((t.bos_token_id, t.eos_token_id, t.pad_token_id, t.unk_token_id, t.add_bos_token), (Some(2), Some(1), Some(0), None, Some(true)));
+
+    let g = parse(gemma3_file().kv_u32("tokenizer.ggml.unknown_token_id", 4).build()).unwrap();
+    let e = GgufTokenizer::from_gguf(&g).unwrap_err();
+    assert_eq!(e.to_string(), "t.gguf: 'tokenizer.ggml.unknown_token_id' = 4 is outside the 4-token vocabulary");
+
+    let g = parse(gemma3_file().kv_array("tokenizer.ggml.merges", 4, &[1u32], |v| v.to_le_bytes().to_vec()).build()).unwrap();
+    let e = GgufTokenizer::from_gguf(&g).unwrap_err();
+    assert_eq!(e.to_string(), "t.gguf: metadata key 'tokenizer.ggml.merges' is ARRAY[UINT32; 1], expected ARRAY[STRING]");
+
+    let g = parse(Builder::new().kv_str("general.architecture", "llama").build()).unwrap();
+    let e = Gemma3Config::from_gguf(&g).unwrap_err();
+    assert!(matches!(e, GgufError::WrongArchitecture { .. }), "{e}");
+    let g = parse(Builder::new().kv_str("general.architecture", "gemma3").build()).unwrap();
+    let e = Gemma3Config::from_gguf(&g).unwrap_err();
+    assert_eq!(e.to_string(), "t.gguf: missing metadata key 'gemma3.context_length'");
+}
+
+#[test]
+fn gemma3_tokenizer_lengths_must_agree() {
+    let g = parse(
+        Builder::new()
+            .kv_str("tokenizer.ggml.model", "llama")
+            .kv_str_array("tokenizer.ggml.tokens", &["a", "b"])
+            .kv_array("tokenizer.ggml.scores", 6, &[0f32], |v| v.to_le_bytes().to_vec())
+            .build(),
+    )
+    .unwrap();
+    let e = GgufTokenizer::from_gguf(&g).unwrap_err();
+    assert!(matches!(e, GgufError::TokenizerLength { len: 1, expected: 2, .. }), "{e}");
+}
+
+#[test]
+fn gemma3_unknown_tensors_are_errors() {
+    let g = parse(Builder::new().tensor("token_embd.weight", &[1], GgmlType::F32, &[0; 4]).tensor("mystery", &[1], GgmlType::F32, &[0; 4]).build()).unwrap();
+    let e = g.gemma3_hf_tensors().unwrap_err();
+    assert_eq!(e.to_string(), "t.gguf: tensor 'mystery' has no Hugging Face name for gemma3");
+}

@@ -1,0 +1,4 @@
+//! Weight quantizers. Each submodule is one scheme: its layout, its
+//! arithmetic, and the reference it was checked against.
+
+pub mod q4;
