@@ -7,8 +7,8 @@
 //! Q8_0  32 elements, 34 bytes:  d: f16 | qs: i8[32]
 //!       y[j] = qs[j] * d
 //! Q5_0  32 elements, 22 bytes:  d: f16 | qh: u32 (bit j = 5th bit of element j) | qs: u8[16]
-//!       y[j]    = ((qs[j] & 0xF) | bit j of qh  << 4) - 16) * d        j in 0..16
-//!       y[j+16] = ((qs[j] >> 4)  | bit j+16 of qh << 4) - 16) * d
+//!       y[j]    = (((qs[j] & 0xF) | (bit j    of qh) << 4) - 16) * d     j in 0..16
+//!       y[j+16] = (((qs[j] >> 4)  | (bit j+16 of qh) << 4) - 16) * d
 //! Q4_K 256 elements, 144 bytes: d: f16 | dmin: f16 | scales: u8[12] (8 six-bit scale/min pairs) | qs: u8[128]
 //!       for sub-block pair p in 0..4, with (sc, m) = get_scale_min_k4(2p) and (2p+1):
 //!       y[64p + l]      = (d*sc0) * (qs[32p+l] & 0xF) - (dmin*m0)      l in 0..32
@@ -34,7 +34,8 @@
 
 use super::types::GgmlType;
 
-/// Types [`dequantize`] supports.
+/// Types [`GgufFile::dequantize`](super::GgufFile::dequantize) supports; any
+/// other is a [`GgufError::UnsupportedType`](super::GgufError::UnsupportedType).
 pub const SUPPORTED: [GgmlType; 7] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K];
 
 /// Exact IEEE binary16 → binary32 widening.
@@ -69,7 +70,7 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 /// or the lengths disagree; callers turn that into a typed error.
 pub(super) fn dequantize(ty: GgmlType, src: &[u8], out: &mut [f32]) -> bool {
     let (bs, ts) = (ty.block_size(), ty.type_size());
-    if !SUPPORTED.contains(&ty) || src.len() % ts != 0 || src.len() / ts * bs != out.len() {
+    if !SUPPORTED.contains(&ty) || !src.len().is_multiple_of(ts) || src.len() / ts * bs != out.len() {
         return false;
     }
     let blocks = src.chunks_exact(ts).zip(out.chunks_exact_mut(bs));

@@ -47,23 +47,27 @@
 //! [`GgufFile::dequantize_rows`] converts any row range, so a caller can
 //! convert one tensor, or one slice of a tensor, at a time.
 
-mod dequant;
+pub mod dequant;
 mod error;
-mod gemma3;
+pub mod gemma3;
 mod reader;
+mod tokenizer;
 mod types;
 mod value;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_gemma3;
+#[cfg(test)]
+mod tests_real;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
-pub use dequant::{bf16_to_f32, f16_to_f32, SUPPORTED as DEQUANT_SUPPORTED};
 pub use error::{GgufError, Result};
-pub use gemma3::{hf_name as gemma3_hf_name, Gemma3Config, GgufTokenizer, HfTensorName, ARCH as GEMMA3_ARCH};
+pub use tokenizer::GgufTokenizer;
 pub use types::GgmlType;
 pub use value::{MetadataArray, MetadataValue, ValueType};
 
@@ -253,7 +257,7 @@ impl GgufFile {
     pub fn dequantize_rows(&self, name: &str, rows: Range<usize>, out: &mut [f32]) -> Result<()> {
         let t = self.tensor(name)?;
         let tensor = || t.name.clone();
-        if !DEQUANT_SUPPORTED.contains(&t.ggml_type) {
+        if !dequant::SUPPORTED.contains(&t.ggml_type) {
             return Err(GgufError::UnsupportedType { file: self.file.clone(), tensor: tensor(), type_name: t.ggml_type.name() });
         }
         if rows.start > rows.end || rows.end > t.n_rows() {
@@ -360,11 +364,17 @@ fn tensor_info(raw: reader::RawTensorInfo, alignment: usize, file: &str) -> Resu
     let dims = raw.dims.iter().map(|&d| usize::try_from(d).map_err(|_| overflow())).collect::<Result<Vec<usize>>>()?;
     let n_elements = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&n| n <= i64::MAX as usize).ok_or_else(overflow)?;
     let ne0 = dims.first().copied().unwrap_or(1);
-    if ne0 % ty.block_size() != 0 {
-        return Err(GgufError::RowNotBlockAligned { file: file.to_string(), tensor: raw.name, ne0: ne0 as u64, type_name: ty.name(), block_size: ty.block_size() });
+    if !ne0.is_multiple_of(ty.block_size()) {
+        return Err(GgufError::RowNotBlockAligned {
+            file: file.to_string(),
+            tensor: raw.name,
+            ne0: ne0 as u64,
+            type_name: ty.name(),
+            block_size: ty.block_size(),
+        });
     }
     let n_bytes = ty.byte_size(n_elements).ok_or_else(overflow)?;
-    if raw.offset % alignment as u64 != 0 {
+    if !raw.offset.is_multiple_of(alignment as u64) {
         return Err(GgufError::MisalignedOffset { file: file.to_string(), tensor: raw.name, offset: raw.offset, alignment: alignment as u64 });
     }
     // An offset that does not fit usize cannot be inside the file either.
