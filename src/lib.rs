@@ -7,6 +7,8 @@
 //! - [`store`]: pinned sources, fetchers and the content-addressed store.
 //! - [`model`]: deterministic reference forwards (BERT, ALBERT).
 //! - [`graph`]: the ONNX-level IR, its protobuf I/O and optimization passes.
+//! - [`quant`]: quantizers (q4bf16_1) and INT8 calibration.
+//! - [`package`]: runtime package writers (tensor cache, tar, ELF checks).
 //! - [`fixtures`]: deterministic, architecture-true generated checkpoints.
 //! - [`aon`]: the AON pipeline steps (convert, export, optimize, validate).
 //! - [`build`]: target declarations, the local runner and provenance.
@@ -21,6 +23,8 @@ pub mod formats;
 pub mod graph;
 pub mod kernels;
 pub mod model;
+pub mod package;
+pub mod quant;
 pub mod store;
 
 /// The avac version recorded in artifacts and provenance.

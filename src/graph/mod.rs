@@ -6,6 +6,7 @@
 //! `ModelProto` (tract-onnx's prost types); [`passes`] rewrite it.
 
 pub mod builder;
+pub mod eval;
 pub mod ir;
 pub mod onnx;
 pub mod passes;

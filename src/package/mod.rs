@@ -1,4 +1,10 @@
 //! Package writers: the files an on-device runtime loads, written
 //! deterministically and verifiable after the fact.
+//!
+//! - [`tensor_cache`]: MLC's `tensor-cache.json` + `params_shard_N.bin`.
+//! - [`tar`]: the deterministic ustar archive (and its pinned `.tar.zst`).
+//! - [`elf`]: ABI checks of native libraries before they are packaged.
 
+pub mod elf;
+pub mod tar;
 pub mod tensor_cache;

@@ -370,33 +370,32 @@ enum Node {
 /// Orders the inputs and adds their directories, refusing unsafe or conflicting paths.
 fn plan(inputs: Vec<Input>) -> Result<BTreeMap<Vec<String>, Node>> {
     let mut nodes: BTreeMap<Vec<String>, Node> = BTreeMap::new();
-    for input in inputs {
-        let parts = components(&input.path).map_err(|reason| TarError::InvalidPath { path: input.path.clone(), reason })?;
+    for Input { path, source, executable } in inputs {
+        let parts = components(&path).map_err(|reason| TarError::InvalidPath { path: path.clone(), reason })?;
         let parts: Vec<String> = parts.into_iter().map(str::to_string).collect();
+        // The header name of each ancestor directory ("a/", "a/b/") and of the file itself.
         for depth in 1..=parts.len() {
-            let key = parts[..depth].to_vec();
-            let is_leaf = depth == parts.len();
-            let shown = key.join("/");
-            let len = shown.len() + usize::from(!is_leaf);
-            if split_name(&(shown.clone() + if is_leaf { "" } else { "/" })).is_none() {
-                return Err(TarError::PathTooLong { path: shown, len });
+            let is_file = depth == parts.len();
+            let shown = parts[..depth].join("/");
+            let header_name = if is_file { shown.clone() } else { format!("{shown}/") };
+            if split_name(&header_name).is_none() {
+                return Err(TarError::PathTooLong { path: shown, len: header_name.len() });
             }
-            match (nodes.get(&key), is_leaf) {
-                (Some(Node::File(..)), false) => return Err(TarError::FileIsParent { path: shown, child: input.path }),
-                (Some(Node::File(..)), true) => return Err(TarError::DuplicatePath { path: shown }),
-                (Some(Node::Dir), true) => {
-                    let child = nodes.range(key..).nth(1).map(|(k, _)| k.join("/")).unwrap_or_default();
-                    return Err(TarError::FileIsParent { path: shown, child });
+            match nodes.get(&parts[..depth]) {
+                Some(Node::File(..)) if is_file => return Err(TarError::DuplicatePath { path }),
+                Some(Node::File(..)) => return Err(TarError::FileIsParent { path: shown, child: path }),
+                Some(Node::Dir) if is_file => {
+                    let child = nodes.range(parts.clone()..).nth(1).map(|(k, _)| k.join("/")).unwrap_or_default();
+                    return Err(TarError::FileIsParent { path, child });
                 }
-                (Some(Node::Dir), false) => {}
-                (None, false) => {
-                    nodes.insert(key, Node::Dir);
-                }
-                (None, true) => {
-                    nodes.insert(key, Node::File(input.source.clone(), input.executable));
+                Some(Node::Dir) => {}
+                None if is_file => break,
+                None => {
+                    nodes.insert(parts[..depth].to_vec(), Node::Dir);
                 }
             }
         }
+        nodes.insert(parts, Node::File(source, executable));
     }
     Ok(nodes)
 }
@@ -632,6 +631,10 @@ pub fn list(archive: &Path) -> Result<Vec<Entry>> {
         }
         if kinds.insert(path.clone(), kind).is_some() {
             return Err(unsupported(offset, format!("{path:?} appears twice")));
+        }
+        let beneath = format!("{path}/");
+        if let Some((child, _)) = kinds.range(beneath.clone()..).next().filter(|(k, _)| kind == Kind::File && k.starts_with(&beneath)) {
+            return Err(unsupported(offset, format!("{child:?} is beneath the file {path:?}")));
         }
         entries.push(Entry { path, kind, mode: mode as u32, uid, gid, mtime, size, sha256 });
         offset = data_end;
@@ -904,6 +907,10 @@ drwxr-xr-x 0/0               0 1970-01-01 00:00 params/
         under.extend_from_slice(&h);
         under.extend_from_slice(&good[512..]);
         odd(list_bytes(&under).unwrap_err(), "beneath the file");
+        let mut over = h.clone();
+        over.extend_from_slice(&good[512..1024]);
+        over.extend_from_slice(&good);
+        odd(list_bytes(&over).unwrap_err(), "\"a.bin/c.bin\" is beneath the file \"a.bin\"");
     }
 
     fn refused(inputs: Vec<Input>) -> TarError {

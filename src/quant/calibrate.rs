@@ -176,15 +176,11 @@ pub type Result<T> = std::result::Result<T, CalibrateError>;
 ///
 /// Serialized internally tagged, e.g. `{"method": "percentile", "percentile": 99.99}`
 /// or `method = "mse"` in a TOML table.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "method",
-    rename_all = "kebab-case",
-    rename_all_fields = "kebab-case",
-    deny_unknown_fields
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case", rename_all_fields = "kebab-case", deny_unknown_fields)]
 pub enum Method {
     /// The observed minimum and maximum (ONNX Runtime's default).
+    #[default]
     MinMax,
     /// Clip `(100 - percentile) / 2` percent of the values on each side.
     Percentile {
@@ -218,12 +214,6 @@ fn default_quantized_bins() -> usize {
     DEFAULT_QUANTIZED_BINS
 }
 
-impl Default for Method {
-    fn default() -> Self {
-        Method::MinMax
-    }
-}
-
 impl Method {
     /// The name used in configuration and errors.
     pub fn name(&self) -> &'static str {
@@ -242,9 +232,7 @@ impl Method {
 
     fn validate(&self, bins: usize) -> Result<()> {
         match *self {
-            Method::Percentile { percentile } if !(0.0..=100.0).contains(&percentile) => {
-                Err(CalibrateError::InvalidPercentile { percentile })
-            }
+            Method::Percentile { percentile } if !(0.0..=100.0).contains(&percentile) => Err(CalibrateError::InvalidPercentile { percentile }),
             Method::Entropy { quantized_bins } if quantized_bins < 2 || quantized_bins > bins => {
                 Err(CalibrateError::InvalidQuantizedBins { quantized_bins, bins })
             }
@@ -298,11 +286,7 @@ fn compute_scale_zp(range: Range, qmin: i32, qmax: i32, symmetric: bool) -> Quan
     if scale < f64::from(f32::MIN_POSITIVE) {
         return QuantParams { scale: 1.0, zero_point: 0 };
     }
-    let zero_point = if symmetric {
-        (f64::from(qmin + qmax) / 2.0).round_ties_even()
-    } else {
-        (f64::from(qmin) - f64::from(rmin) / scale).round_ties_even()
-    };
+    let zero_point = if symmetric { (f64::from(qmin + qmax) / 2.0).round_ties_even() } else { (f64::from(qmin) - f64::from(rmin) / scale).round_ties_even() };
     QuantParams {
         scale: scale as f32,
         // In range by construction; the clamp only guards the cast.
@@ -318,12 +302,7 @@ pub fn quantize_weights_per_tensor(tensor: &str, w: &[f32]) -> Result<(Vec<i8>, 
 
 /// Quantizes a `rows x cols` row-major weight to int8 with one symmetric scale
 /// per row (axis 0: the output channel of an `[out, in]` weight).
-pub fn quantize_weights_per_channel(
-    tensor: &str,
-    w: &[f32],
-    rows: usize,
-    cols: usize,
-) -> Result<(Vec<i8>, Vec<f32>)> {
+pub fn quantize_weights_per_channel(tensor: &str, w: &[f32], rows: usize, cols: usize) -> Result<(Vec<i8>, Vec<f32>)> {
     if rows.checked_mul(cols) != Some(w.len()) {
         return Err(CalibrateError::ShapeMismatch { tensor: tensor.to_owned(), len: w.len(), rows, cols });
     }
@@ -417,19 +396,12 @@ pub struct Observer {
 impl Observer {
     /// An observer with [`DEFAULT_BINS`] histogram bins.
     pub fn new(tensor: impl Into<String>) -> Self {
-        Observer {
-            tensor: tensor.into(),
-            bins: DEFAULT_BINS,
-            count: 0,
-            min: f32::INFINITY,
-            max: f32::NEG_INFINITY,
-            histogram: None,
-        }
+        Observer { tensor: tensor.into(), bins: DEFAULT_BINS, count: 0, min: f32::INFINITY, max: f32::NEG_INFINITY, histogram: None }
     }
 
     /// An observer with `bins` histogram bins (even, at least 2).
     pub fn with_bins(tensor: impl Into<String>, bins: usize) -> Result<Self> {
-        if bins < 2 || bins % 2 != 0 {
+        if bins < 2 || !bins.is_multiple_of(2) {
             return Err(CalibrateError::InvalidBins { bins });
         }
         Ok(Observer { bins, ..Observer::new(tensor) })
@@ -449,11 +421,7 @@ impl Observer {
     pub fn observe(&mut self, values: &[f32]) -> Result<()> {
         let seen = self.histogram.as_ref().map_or(self.count, |h| h.seen);
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(CalibrateError::NonFinite {
-                tensor: self.tensor.clone(),
-                position: seen + i as u64,
-                value: values[i],
-            });
+            return Err(CalibrateError::NonFinite { tensor: self.tensor.clone(), position: seen + i as u64, value: values[i] });
         }
         let Some(h) = &mut self.histogram else {
             for &v in values {
@@ -468,12 +436,7 @@ impl Observer {
             return Ok(());
         };
         if let Some(&value) = values.iter().find(|&&v| v < self.min || v > self.max) {
-            return Err(CalibrateError::OutsideFirstPass {
-                tensor: self.tensor.clone(),
-                value,
-                min: self.min,
-                max: self.max,
-            });
+            return Err(CalibrateError::OutsideFirstPass { tensor: self.tensor.clone(), value, min: self.min, max: self.max });
         }
         for &v in values {
             let i = h.index(v);
@@ -512,15 +475,9 @@ impl Observer {
         let mm = self.min_max()?;
         let h = match (method, &self.histogram) {
             (Method::MinMax, _) => return Ok(mm),
-            (_, None) => {
-                return Err(CalibrateError::HistogramMissing { tensor: self.tensor.clone(), method: method.name() })
-            }
+            (_, None) => return Err(CalibrateError::HistogramMissing { tensor: self.tensor.clone(), method: method.name() }),
             (_, Some(h)) if h.seen != self.count => {
-                return Err(CalibrateError::PassMismatch {
-                    tensor: self.tensor.clone(),
-                    first: self.count,
-                    second: h.seen,
-                })
+                return Err(CalibrateError::PassMismatch { tensor: self.tensor.clone(), first: self.count, second: h.seen })
             }
             (_, Some(h)) => h,
         };
@@ -678,11 +635,7 @@ fn mse_range(h: &Histogram, mm: Range) -> Range {
 /// the part of the bin inside the observed range.
 fn expected_sq_error(h: &Histogram, mm: Range, clip: Range) -> f64 {
     let qp = QuantParams::uint8_asymmetric(clip);
-    let grid = Grid {
-        s: f64::from(qp.scale),
-        lo: -f64::from(qp.zero_point) * f64::from(qp.scale),
-        hi: f64::from(255 - qp.zero_point) * f64::from(qp.scale),
-    };
+    let grid = Grid { s: f64::from(qp.scale), lo: -f64::from(qp.zero_point) * f64::from(qp.scale), hi: f64::from(255 - qp.zero_point) * f64::from(qp.scale) };
     let mut total = 0.0;
     for (b, &c) in h.counts.iter().enumerate() {
         if c == 0 {
@@ -748,7 +701,7 @@ impl Grid {
 mod tests {
     use super::*;
 
-    /// splitmix64; the oracle script draws the same numbers with NumPy.
+    /// splitmix64; the ONNX Runtime oracle script draws the same numbers with NumPy.
     struct SplitMix(u64);
 
     impl SplitMix {
@@ -870,7 +823,7 @@ mod tests {
         let o = observed(&uniform_data(), 10_000);
         let mm = o.range(&Method::MinMax).unwrap();
         assert_eq!(bits(mm), (0xbf7fff5c, 0x403fffc9));
-        // ONNX Runtime 1.31.1 on the same data (oracle/ort_oracle.py).
+        // ONNX Runtime 1.31.1 `HistogramCollector` (2048 bins, symmetric=False) on the same data.
         assert_eq!(bits(o.range(&PERCENTILE).unwrap()), (0xbf7fff5c, 0x403fcfc9));
         assert_eq!(bits(ort_entropy(&o, 128)), (0xbf7fff5c, 0x403fffc9));
         assert_eq!(bits(ort_entropy(&o, 255)), (0xbf7fff5c, 0x403f6fc9));
@@ -973,7 +926,8 @@ mod tests {
     #[test]
     fn params_match_ort_compute_scale_zp() {
         // (range, uint8 (scale bits, zp), int8 symmetric scale bits) from quant_utils.compute_scale_zp.
-        let cases: [((f32, f32), (u32, i32), u32); 8] = [
+        type Case = ((f32, f32), (u32, i32), u32);
+        let cases: [Case; 8] = [
             ((-1.0, 3.0), (0x3c808081, 64), 0x3cc18306),
             ((0.1, 6.3), (0x3cca63fe, 0), 0x3d4b2ffa),
             ((-4.7, -0.2), (0x3c96fd63, 255), 0x3d179591),
@@ -1043,14 +997,8 @@ mod tests {
         let mut huge = Observer::new("x");
         huge.observe(&[f32::MAX]).unwrap();
         assert!(matches!(huge.start_histogram_pass(), Err(CalibrateError::RangeOverflow { .. })));
-        assert!(matches!(
-            quantize_weights_per_channel("w", &[1.0; 5], 2, 3),
-            Err(CalibrateError::ShapeMismatch { len: 5, .. })
-        ));
-        assert!(matches!(
-            quantize_weights_per_tensor("w", &[1.0, f32::NEG_INFINITY]),
-            Err(CalibrateError::NonFiniteWeight { index: 1, .. })
-        ));
+        assert!(matches!(quantize_weights_per_channel("w", &[1.0; 5], 2, 3), Err(CalibrateError::ShapeMismatch { len: 5, .. })));
+        assert!(matches!(quantize_weights_per_tensor("w", &[1.0, f32::NEG_INFINITY]), Err(CalibrateError::NonFiniteWeight { index: 1, .. })));
     }
 
     #[test]

@@ -49,8 +49,9 @@
 //! - Because the scale is rounded (step 3) before the division (step 4),
 //!   `|w| = m` can give `w / scale` slightly above 7 (by at most 2^-8
 //!   relative); it still rounds to 7, so the clamp never changes a finite
-//!   result. Every element satisfies `|W' - w| <= scale / 2` (up to two f32
-//!   roundings, about `scale * 2^-20`).
+//!   result. Every element satisfies `|W' - w| <= scale / 2` for the
+//!   bfloat16-rounded `w` of step 1 (up to two f32 roundings, about
+//!   `scale * 2^-20`).
 //! - Non-finite weights (or finite f32 weights that overflow bfloat16) are
 //!   refused with an error naming the element; MLC would write garbage.
 //!
@@ -60,7 +61,7 @@
 //! checked by running MLC's tensor expression under TVM itself:
 //!
 //! - `python/mlc_llm/quantization/quantization.py` (commit `16c3dc4a`,
-//!   lines 96-105): `"q4bf16_1": GroupQuantize(group_size=32,
+//!   the `QUANTIZATION` entry at lines 101-111): `"q4bf16_1": GroupQuantize(group_size=32,
 //!   quantize_dtype="int4", storage_dtype="uint32", model_dtype="bfloat16",
 //!   linear_weight_layout="NK", quantize_embedding=True,
 //!   quantize_final_fc=True)`.
@@ -384,10 +385,11 @@ pub fn quantize_with(w: &[f32], out: usize, inp: usize, spec: Q4Spec) -> Result<
     let groups_per_row = inp / group;
     let mut q_weight = vec![0u32; out * words_per_row];
     let mut q_scale = vec![0u16; out * groups_per_row];
-    q_weight.par_chunks_mut(words_per_row).zip(q_scale.par_chunks_mut(groups_per_row)).zip(w.par_chunks(inp)).for_each_init(
-        || Vec::with_capacity(group),
-        |scratch, ((qw, qs), row)| quantize_row(row, spec, qw, qs, scratch),
-    );
+    q_weight
+        .par_chunks_mut(words_per_row)
+        .zip(q_scale.par_chunks_mut(groups_per_row))
+        .zip(w.par_chunks(inp))
+        .for_each_init(|| Vec::with_capacity(group), |scratch, ((qw, qs), row)| quantize_row(row, spec, qw, qs, scratch));
     Ok(Q4Tensor { q_weight, q_scale, out, inp, group })
 }
 
@@ -481,13 +483,13 @@ pub fn round_to_bf16(x: f32) -> f32 {
 
 /// Checks the shape and returns `out * inp`.
 fn check_shape(out: usize, inp: usize, group: usize) -> Result<usize, Q4Error> {
-    if group == 0 || group % ELEMS_PER_WORD != 0 {
+    if group == 0 || !group.is_multiple_of(ELEMS_PER_WORD) {
         return Err(Q4Error::BadGroup { group });
     }
     if out == 0 || inp == 0 {
         return Err(Q4Error::Empty { out, inp });
     }
-    if inp % group != 0 {
+    if !inp.is_multiple_of(group) {
         return Err(Q4Error::RaggedGroup { inp, group });
     }
     out.checked_mul(inp).ok_or(Q4Error::ShapeOverflow { out, inp })

@@ -20,7 +20,7 @@ fn pow2(n: i32) -> f32 {
     }
 }
 
-/// The input shared with the TVM oracle script (`q4_digests.py`): a 64-bit
+/// The input shared with the TVM oracle (`tests/oracles/q4_digests.py`): a 64-bit
 /// LCG, 24-bit signed mantissas, per-row powers of two; row 5 mod 16 is all
 /// zero, row 11 mod 16 is subnormal-sized, row 13 mod 16 is ~2^100.
 fn oracle_input(out: usize, inp: usize) -> Vec<f32> {
@@ -97,20 +97,20 @@ fn all_zero_group_is_code_zero_scale_zero() {
 #[test]
 fn bf16_conversion_edges() {
     let cases: [(u32, u16); 14] = [
-        (0x0000_0000, 0x0000),                    // +0
-        (0x8000_0000, 0x8000),                    // -0
-        (0x3F80_0000, 0x3F80),                    // 1
-        (0x3F80_8000, 0x3F80),                    // tie, even stays
-        (0x3F81_8000, 0x3F82),                    // tie, odd rounds up
-        (0x3F80_8001, 0x3F81),                    // above tie
-        (0x3F80_7FFF, 0x3F80),                    // below tie
-        (0x7F7F_FFFF, 0x7F80),                    // f32::MAX overflows to +inf
-        (0x7F7F_7FFF, 0x7F7F),                    // largest that stays finite
-        (0xFF80_0000, 0xFF80),                    // -inf
-        (0x0000_0001, 0x0000),                    // smallest subnormal -> 0
-        (0x0000_8000, 0x0000),                    // subnormal tie, even
-        (0x0001_8000, 0x0002),                    // subnormal tie, odd
-        (0x007F_FFFF, 0x0080),                    // largest subnormal -> smallest normal
+        (0x0000_0000, 0x0000), // +0
+        (0x8000_0000, 0x8000), // -0
+        (0x3F80_0000, 0x3F80), // 1
+        (0x3F80_8000, 0x3F80), // tie, even stays
+        (0x3F81_8000, 0x3F82), // tie, odd rounds up
+        (0x3F80_8001, 0x3F81), // above tie
+        (0x3F80_7FFF, 0x3F80), // below tie
+        (0x7F7F_FFFF, 0x7F80), // f32::MAX overflows to +inf
+        (0x7F7F_7FFF, 0x7F7F), // largest that stays finite
+        (0xFF80_0000, 0xFF80), // -inf
+        (0x0000_0001, 0x0000), // smallest subnormal -> 0
+        (0x0000_8000, 0x0000), // subnormal tie, even
+        (0x0001_8000, 0x0002), // subnormal tie, odd
+        (0x007F_FFFF, 0x0080), // largest subnormal -> smallest normal
     ];
     for (f, b) in cases {
         assert_eq!(f32_to_bf16(f32::from_bits(f)), b, "f32 0x{f:08x}");
@@ -149,7 +149,7 @@ fn error_is_at_most_half_a_step() {
 
 #[test]
 fn matches_mlc_tvm_oracle() {
-    // Digests printed by q4_digests.py: MLC's `GroupQuantize._quantize` and
+    // Digests printed by tests/oracles/q4_digests.py: MLC's `GroupQuantize._quantize` and
     // `pack_weight` compiled by TVM 0.27.0.post1 for llvm (CPU), on the bf16
     // cast of the same input.
     let (out, inp) = (64, 256);
