@@ -104,3 +104,31 @@ fn head_is_taken_from_a_checkpoint_classifier() {
     let r = check_with_onnxruntime(d.path(), &cls, &opt);
     assert_eq!(r["ok"], true);
 }
+
+#[test]
+fn evaluator_runs_exported_graphs_like_the_reference_forward() {
+    use avac::graph::eval::{Evaluator, Value};
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("albert");
+    avac::fixtures::generate("albert", &Default::default(), &model).unwrap();
+    let (cls, raw, opt) = pipeline(d.path(), &model);
+    let c = Classifier::load(&cls).unwrap();
+    let texts = ["turn off the kitchen lights", "what is the weather like tomorrow in paris", "call mom"];
+    let seqs: Vec<Vec<u32>> = texts.iter().map(|t| c.tokenizer.encode(t).unwrap().ids).collect();
+    let reference = c.logits(&seqs).unwrap();
+    let k = c.labels.len();
+    for path in [&raw, &opt] {
+        let m = avac::graph::onnx::from_bytes(&std::fs::read(path).unwrap(), "model").unwrap();
+        let ev = Evaluator::new(&m).unwrap();
+        for (i, s) in seqs.iter().enumerate() {
+            // Two padded positions: the mask must make them vanish.
+            let len = s.len() + 2;
+            let ids: Vec<i64> = (0..len).map(|j| s.get(j).map_or(0, |&v| v as i64)).collect();
+            let mask: Vec<i64> = (0..len).map(|j| (j < s.len()) as i64).collect();
+            let out = ev.run(&[("input_ids", Value::i64(&[1, len], ids)), ("attention_mask", Value::i64(&[1, len], mask))], &mut |_, _| {}).unwrap();
+            let logits = out["logits"].as_f32().unwrap();
+            let worst = logits.data.iter().zip(&reference[i * k..(i + 1) * k]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{}: utterance {i} differs by {worst}", path.display());
+        }
+    }
+}
