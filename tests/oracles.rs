@@ -132,3 +132,72 @@ fn evaluator_runs_exported_graphs_like_the_reference_forward() {
         }
     }
 }
+
+#[test]
+fn static_int8_qdq_runs_in_onnxruntime_and_tracks_fp32() {
+    use avac::aon::quantize::{quantize, QuantizeParams};
+    use avac::graph::eval::{Evaluator, Value};
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("albert");
+    avac::fixtures::generate("albert", &Default::default(), &model).unwrap();
+    let (cls, _raw, opt) = pipeline(d.path(), &model);
+    let c = Classifier::load(&cls).unwrap();
+    let cal: Vec<String> = serde_json::from_slice(&std::fs::read(repo().join("data/intents/calibration.json")).unwrap()).unwrap();
+    let cal: Vec<Vec<u32>> = cal.iter().map(|t| c.tokenizer.encode(t).unwrap().ids).collect();
+    let fp32 = avac::graph::onnx::from_bytes(&std::fs::read(&opt).unwrap(), "fp32").unwrap();
+    let (int8, report) = quantize(&fp32, &cal, &QuantizeParams::default()).unwrap();
+    let again = quantize(&fp32, &cal, &QuantizeParams::default()).unwrap().0;
+    let bytes = avac::graph::onnx::to_bytes(&int8);
+    assert_eq!(bytes, avac::graph::onnx::to_bytes(&again), "quantization is not repeatable");
+    // ALBERT's shared layer: each of its weights quantized once.
+    let shared = report.int8_weights.iter().filter(|w| w.contains("albert_layer.shared")).count();
+    assert!(shared >= 6 && shared <= 8, "{:?}", report.int8_weights);
+    let path = d.path().join("model.int8.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+
+    // The reference INT8 simulation tracks FP32 on the test split.
+    let data: serde_json::Value = serde_json::from_slice(&std::fs::read(repo().join("data/intents/voice-assistant.json")).unwrap()).unwrap();
+    let texts: Vec<String> = data["test"].as_array().unwrap().iter().step_by(10).map(|p| p[0].as_str().unwrap().to_string()).collect();
+    let (e32, e8) = (Evaluator::new(&fp32).unwrap(), Evaluator::new(&int8).unwrap());
+    let mut agree = 0;
+    for t in &texts {
+        let ids = c.tokenizer.encode(t).unwrap().ids;
+        let n = ids.len();
+        let inputs = || [("input_ids", Value::i64(&[1, n], ids.iter().map(|&v| v as i64).collect())), ("attention_mask", Value::i64(&[1, n], vec![1; n]))];
+        let a = e32.run(&inputs(), &mut |_, _| {}).unwrap()["logits"].as_f32().unwrap().data.clone();
+        let b = e8.run(&inputs(), &mut |_, _| {}).unwrap()["logits"].as_f32().unwrap().data.clone();
+        let am = |v: &[f32]| v.iter().enumerate().fold(0, |m, (i, x)| if *x > v[m] { i } else { m });
+        agree += (am(&a) == am(&b)) as usize;
+    }
+    eprintln!("int8 vs fp32 top-1 agreement {agree}/{}; sizes fp32 {} int8 {}", texts.len(), std::fs::metadata(&opt).unwrap().len(), bytes.len());
+    assert!(agree * 100 >= texts.len() * 90, "agreement {agree}/{}", texts.len());
+    // Tiny dimensions: biases, norms and the position table weigh more here than in real models.
+    assert!(bytes.len() * 100 <= std::fs::metadata(&opt).unwrap().len() as usize * 45);
+
+    // onnx.checker + onnxruntime load and run it; logits near the FP32 reference.
+    let seqs: Vec<Vec<u32>> = texts.iter().take(8).map(|t| c.tokenizer.encode(t).unwrap().ids).collect();
+    let k = c.labels.len();
+    let mut cases = Vec::new();
+    for s in &seqs {
+        let out = e8
+            .run(
+                &[
+                    ("input_ids", Value::i64(&[1, s.len()], s.iter().map(|&v| v as i64).collect())),
+                    ("attention_mask", Value::i64(&[1, s.len()], vec![1; s.len()])),
+                ],
+                &mut |_, _| {},
+            )
+            .unwrap();
+        let l = out["logits"].as_f32().unwrap().data.clone();
+        assert_eq!(l.len(), k);
+        cases.push(serde_json::json!({ "input_ids": [s], "attention_mask": [vec![1; s.len()]], "logits": [l] }));
+    }
+    let spec = d.path().join("int8-cases.json");
+    // Predictions must agree; logits only roughly: onnxruntime fuses the QDQ
+    // pairs into its own integer kernels (u8 x s8 on x86), whose rounding is
+    // not the reference simulation's. The measured gap is printed.
+    std::fs::write(&spec, serde_json::to_vec(&serde_json::json!({ "tolerance": 0.5, "cases": cases })).unwrap()).unwrap();
+    let o = std::process::Command::new("python3").arg(repo().join("tests/oracles/onnx_oracle.py")).arg(&path).arg(&spec).output().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    eprintln!("onnxruntime on INT8: {}", stdout(&o));
+}

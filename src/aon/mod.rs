@@ -11,4 +11,5 @@ pub mod export;
 pub mod head;
 pub mod intents;
 pub mod prune;
+pub mod quantize;
 pub mod validate;

@@ -50,6 +50,27 @@ pub(super) enum AonCmd {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// FP32 ONNX → static INT8 QDQ ONNX, calibrated with the reference evaluator.
+    Quantize {
+        /// Input (optimized FP32) model.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Classifier directory (its tokenizer and sequence policy encode the calibration text).
+        #[arg(long)]
+        classifier: PathBuf,
+        /// Calibration text (JSON array of strings).
+        #[arg(long)]
+        calibration: PathBuf,
+        /// Quantization parameters (JSON); defaults when absent.
+        #[arg(long)]
+        params: Option<PathBuf>,
+        /// Output model.
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write the quantization report (JSON).
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Run the model in tract against the reference forward and the gates.
     Validate {
         /// The model.
@@ -122,6 +143,23 @@ pub(super) fn run(cmd: AonCmd) -> Result<i32, Box<dyn std::error::Error>> {
                 let mut v = serde_json::to_value(&mut r)?;
                 v["file_bytes"] = sizes;
                 atomic::write(&rp, &pretty(&v)).map_err(|e| format!("{}: {e}", rp.display()))?;
+            }
+            Ok(0)
+        }
+        AonCmd::Quantize { input, classifier, calibration, params, out, report } => {
+            let p: crate::aon::quantize::QuantizeParams = match params {
+                Some(p) => read_json(&p)?,
+                None => Default::default(),
+            };
+            let c = crate::aon::classifier::Classifier::load(&classifier)?;
+            let texts = crate::aon::intents::read_calibration(&calibration)?;
+            let seqs: Vec<Vec<u32>> = c.tokenizer.encode_batch_capped(&texts, &c.seq_policy())?.into_iter().map(|e| e.ids).collect();
+            let bytes = std::fs::read(&input).map_err(|e| format!("{}: {e}", input.display()))?;
+            let m = crate::graph::onnx::from_bytes(&bytes, &input.display().to_string())?;
+            let (q, r) = crate::aon::quantize::quantize(&m, &seqs, &p)?;
+            atomic::write(&out, &crate::graph::onnx::to_bytes(&q)).map_err(|e| format!("{}: {e}", out.display()))?;
+            if let Some(rp) = report {
+                atomic::write(&rp, &pretty(&r)).map_err(|e| format!("{}: {e}", rp.display()))?;
             }
             Ok(0)
         }

@@ -1,6 +1,7 @@
 //! Constant folding: a node whose inputs are all initializers and whose
 //! operator has an evaluator below becomes an initializer named after its
-//! output.
+//! first input and the operator (`W.Transpose`), or after the node's output
+//! when that name is taken.
 //!
 //! Evaluators: `Transpose` (any perm), `Add`/`Sub`/`Mul`/`Div` on f32 with
 //! numpy broadcasting, `Sqrt` on f32, `Identity`, `Cast` f32→f32,
@@ -57,12 +58,20 @@ pub fn run(model: &mut Model) -> Result<usize, PassError> {
             kept.push(n);
             continue;
         }
+        // Name the result after what it is (`W.Transpose`), so weights keep
+        // their identity through folding; fall back to the node's output name.
         let out = n.outputs.swap_remove(0);
-        if g.initializers.contains_key(&out) || g.inputs.iter().any(|v| v.name == out) {
-            return Err(PassError::DuplicateName { node: n.name, name: out });
+        let derived = format!("{}.{}", n.inputs[0], n.op);
+        let taken = |name: &str| g.initializers.contains_key(name) || g.inputs.iter().any(|v| v.name == name);
+        let name = if !taken(&derived) && !outputs.contains(&derived) { derived } else { out.clone() };
+        if taken(&name) {
+            return Err(PassError::DuplicateName { node: n.name, name });
         }
-        g.initializers.insert(out.clone(), t);
-        memo.insert(key, out);
+        if name != out {
+            renames.insert(out, name.clone());
+        }
+        g.initializers.insert(name.clone(), t);
+        memo.insert(key, name);
         folded += 1;
     }
     g.nodes = kept;
@@ -245,12 +254,15 @@ mod tests {
         assert_eq!(run(&mut m).unwrap(), 2);
         let g = &m.graph;
         assert_eq!(g.nodes.len(), 1);
-        assert_eq!(g.nodes[0].inputs, ["x".to_string(), sum.clone()]);
+        // Folded values are named after their first input and the op.
+        let (wt_name, sum_name) = ("w.Transpose", "w.Transpose.Add");
+        assert_eq!(g.nodes[0].inputs, ["x".to_string(), sum_name.to_string()]);
         // W^T = [[1,3,5],[2,4,6]], plus the bias row.
-        let folded = &g.initializers[&sum];
+        let folded = &g.initializers[sum_name];
         assert_eq!(folded.dims, [2, 3]);
         assert_eq!(folded.to_f32().unwrap(), [1.5, 2., 5.25, 2.5, 3., 6.25]);
-        assert!(g.initializers.contains_key(&wt), "intermediate stays until dce");
+        assert!(g.initializers.contains_key(wt_name), "intermediate stays until dce");
+        assert!(!g.initializers.contains_key(&wt) && !g.initializers.contains_key(&sum));
     }
 
     #[test]
@@ -278,8 +290,9 @@ mod tests {
         let mut m = model(g);
         assert_eq!(run(&mut m).unwrap(), 2);
         let ops: Vec<_> = m.graph.nodes.iter().map(|n| (n.op.as_str(), n.inputs.clone())).collect();
-        assert_eq!(ops, [("Erf", vec![t1.clone()]), ("Add", vec![t1.clone(), e])]);
-        assert!(!m.graph.initializers.contains_key(&t2));
+        let folded = "w.Transpose".to_string();
+        assert_eq!(ops, [("Erf", vec![folded.clone()]), ("Add", vec![folded, e])]);
+        assert!(!m.graph.initializers.contains_key(&t1) && !m.graph.initializers.contains_key(&t2));
     }
 
     #[test]

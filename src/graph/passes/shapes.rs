@@ -169,6 +169,19 @@ impl State {
         }
         Ok(match op {
             "Erf" | "Sqrt" | "Tanh" => same(0)?,
+            // QDQ: the shape is kept; QuantizeLinear takes its zero point's type, DequantizeLinear gives float.
+            "QuantizeLinear" => {
+                let (_, s) = self.input(n, 0)?;
+                let t = match self.opt_input(n, 2) {
+                    Some(_) => self.input(n, 2)?.0,
+                    None => DType::U8,
+                };
+                vec![(t, s.clone(), None)]
+            }
+            "DequantizeLinear" => {
+                let (_, s) = self.input(n, 0)?;
+                vec![(DType::F32, s.clone(), None)]
+            }
             "Identity" => {
                 let (t, s) = self.input(n, 0)?;
                 vec![(*t, s.clone(), self.values.get(&n.inputs[0]).cloned())]
