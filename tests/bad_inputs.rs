@@ -12,31 +12,10 @@ fn tiny(dir: &Path) -> PathBuf {
     m
 }
 
-fn params(dir: &Path, classes: usize) -> PathBuf {
-    let p = dir.join("convert.json");
-    std::fs::write(&p, format!(r#"{{"classes": {classes}, "pooling": "mean"}}"#)).unwrap();
-    p
-}
-
 /// Runs `aon convert` and checks it fails naming `needles`, leaving no output.
 fn convert_fails(dir: &Path, model: &Path, intents: &Path, classes: usize, needles: &[&str]) {
     let out = dir.join("out");
-    let p = params(dir, classes);
-    let o = avac(
-        dir,
-        &[
-            "aon",
-            "convert",
-            "--model",
-            model.to_str().unwrap(),
-            "--intents",
-            intents.to_str().unwrap(),
-            "--params",
-            p.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let o = convert(dir, model, intents, classes, &out);
     let err = stderr(&o);
     assert!(!o.status.success(), "unexpected success");
     for n in needles {

@@ -9,26 +9,14 @@ use std::path::Path;
 
 /// Runs convert → export → optimize on a model directory; returns (classifier dir, raw, optimized).
 fn pipeline(dir: &Path, model: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let params = dir.join("convert.json");
-    std::fs::write(&params, r#"{"classes": 100, "pooling": "mean"}"#).unwrap();
     let intents = repo().join("data/intents/voice-assistant.json");
     let cls = dir.join("classifier");
     let run = |args: &[&str]| {
         let o = avac(dir, args);
         assert!(o.status.success(), "{:?}: {}", args, stderr(&o));
     };
-    run(&[
-        "aon",
-        "convert",
-        "--model",
-        model.to_str().unwrap(),
-        "--intents",
-        intents.to_str().unwrap(),
-        "--params",
-        params.to_str().unwrap(),
-        "--out",
-        cls.to_str().unwrap(),
-    ]);
+    let o = convert(dir, model, &intents, 100, &cls);
+    assert!(o.status.success(), "convert: {}", stderr(&o));
     run(&["aon", "export", "--classifier", "classifier", "--out", "model.onnx"]);
     run(&["aon", "optimize", "--in", "model.onnx", "--out", "model.opt.onnx", "--report", "optimize.json"]);
     (cls, dir.join("model.onnx"), dir.join("model.opt.onnx"))

@@ -73,3 +73,12 @@ pub fn minilm_dir(tmp: &std::path::Path) -> PathBuf {
     avac::store::materialize(&s, "minilm", src, &dir).unwrap();
     dir
 }
+
+/// Runs `avac aon convert` in `dir` with `{"classes": N, "pooling": "mean"}`.
+pub fn convert(dir: &Path, model: &Path, intents: &Path, classes: usize, out: &Path) -> Output {
+    let params = dir.join("convert.json");
+    std::fs::write(&params, format!(r#"{{"classes": {classes}, "pooling": "mean"}}"#)).unwrap();
+    let arg = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let args = ["aon", "convert", "--model", &arg(model), "--intents", &arg(intents), "--params", &arg(&params), "--out", &arg(out)].map(String::from);
+    avac(dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
+}
