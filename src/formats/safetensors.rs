@@ -30,6 +30,7 @@
 //! reference writer does. The reference crate's own `serialize` is not used: its
 //! metadata order depends on a `HashMap`.
 
+use crate::kernels::half::{bf16_to_f32, f16_to_f32};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
@@ -586,35 +587,6 @@ fn check_tiling(tensors: &BTreeMap<String, TensorInfo>, data_len: usize, display
     Ok(())
 }
 
-/// Exact binary16 → binary32 (every f16 value, including subnormals, NaN
-/// payloads and signed zeros, is representable in f32).
-pub fn f16_bits_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let mant = u32::from(h & 0x3ff);
-    let bits = match (exp, mant) {
-        (0, 0) => sign,
-        (0, _) => {
-            // Subnormal: value = mant × 2^-24; shift until the implicit bit appears.
-            let mut m = mant;
-            let mut e: i32 = -14;
-            while m & 0x400 == 0 {
-                m <<= 1;
-                e -= 1;
-            }
-            sign | (((e + 127) as u32) << 23) | ((m & 0x3ff) << 13)
-        }
-        (0x1f, _) => sign | (0xff << 23) | (mant << 13),
-        _ => sign | ((exp + 127 - 15) << 23) | (mant << 13),
-    };
-    f32::from_bits(bits)
-}
-
-/// Exact bfloat16 → binary32: bfloat16 is the upper half of a binary32.
-pub fn bf16_bits_to_f32(b: u16) -> f32 {
-    f32::from_bits(u32::from(b) << 16)
-}
-
 impl TensorView<'_> {
     /// Number of elements.
     pub fn numel(&self) -> usize {
@@ -626,8 +598,8 @@ impl TensorView<'_> {
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
         let out = match self.dtype {
             Dtype::F32 => self.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => self.data.chunks_exact(2).map(|c| f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
-            Dtype::BF16 => self.data.chunks_exact(2).map(|c| bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+            Dtype::F16 => self.data.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+            Dtype::BF16 => self.data.chunks_exact(2).map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
             other => return Err(SafetensorsError::NotFloat { file: self.file.to_string(), tensor: self.name.to_string(), dtype: other }),
         };
         Ok(out)
@@ -905,22 +877,22 @@ mod tests {
 
     #[test]
     fn f16_conversion_is_exact() {
-        assert_eq!(f16_bits_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_bits_to_f32(0xc000), -2.0);
-        assert_eq!(f16_bits_to_f32(0x7bff), 65504.0);
-        assert_eq!(f16_bits_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
-        assert_eq!(f16_bits_to_f32(0x7c00), f32::INFINITY);
-        assert_eq!(f16_bits_to_f32(0xfc00), f32::NEG_INFINITY);
-        assert!(f16_bits_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+        assert_eq!(f16_to_f32(0xfc00), f32::NEG_INFINITY);
+        assert!(f16_to_f32(0x7e00).is_nan());
         // Every finite f16 against its definition, computed independently in f64.
         for h in 0u16..0x7c00 {
             let (e, m) = (i32::from(h >> 10), f64::from(h & 0x3ff));
             let want = if e == 0 { libm::ldexp(m, -24) } else { libm::ldexp(1024.0 + m, e - 25) };
-            assert_eq!(f64::from(f16_bits_to_f32(h)), want, "bits {h:#06x}");
-            assert_eq!(f16_bits_to_f32(h | 0x8000), -f16_bits_to_f32(h));
+            assert_eq!(f64::from(f16_to_f32(h)), want, "bits {h:#06x}");
+            assert_eq!(f16_to_f32(h | 0x8000), -f16_to_f32(h));
         }
-        assert_eq!(bf16_bits_to_f32(0x3f80), 1.0);
-        assert_eq!(bf16_bits_to_f32(0xc0a0), -5.0);
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+        assert_eq!(bf16_to_f32(0xc0a0), -5.0);
         let bytes = [0x00, 0x3c, 0x00, 0xc0];
         let v = TensorView { name: "t", dtype: Dtype::F16, shape: &[2], data: &bytes, file: F };
         assert_eq!(v.to_f32_vec().unwrap(), vec![1.0, -2.0]);

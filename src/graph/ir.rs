@@ -227,3 +227,20 @@ impl Graph {
         (self.nodes.len(), self.initializers.len(), self.initializers.values().map(|t| t.data.len()).sum())
     }
 }
+
+/// First index and length of an ONNX `Slice` over a dim of size `d`
+/// (negative bounds count from the end; bounds are clamped as ONNX says).
+/// Shared by shape inference and the evaluator so they cannot disagree.
+pub fn slice_range(d: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
+    if d == 0 {
+        return (0, 0);
+    }
+    let norm = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+    if step > 0 {
+        let (b, e) = (norm(start).clamp(0, d), norm(end).clamp(0, d));
+        (b, if e > b { (e - b + step - 1) / step } else { 0 })
+    } else {
+        let (b, e) = (norm(start).clamp(0, d - 1), norm(end).clamp(-1, d - 1));
+        (b, if b > e { (b - e - step - 1) / -step } else { 0 })
+    }
+}

@@ -10,6 +10,7 @@
 
 pub mod activations;
 pub mod gemm;
+pub mod half;
 pub mod norm;
 
 pub use activations::{gelu_erf, gelu_tanh, softmax_in_place};

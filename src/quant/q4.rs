@@ -456,30 +456,7 @@ pub fn dequantize_row(q_weight_row: &[u32], q_scale_row: &[u16], group: usize, o
     }
 }
 
-/// Converts f32 to bfloat16 bits, rounding to nearest, ties to even.
-/// Overflow gives ±infinity and subnormals round like normals. A NaN
-/// becomes the quiet NaN `0x7FC0` with the input's sign: its payload is
-/// dropped so that it cannot turn into an infinity, as plain truncation of
-/// e.g. `0x7F800001` would.
-pub fn f32_to_bf16(x: f32) -> u16 {
-    let bits = x.to_bits();
-    if x.is_nan() {
-        return ((bits >> 16) as u16 & 0x8000) | 0x7FC0;
-    }
-    let lsb = (bits >> 16) & 1;
-    // Cannot overflow: the largest non-NaN pattern is 0xFF800000.
-    ((bits + 0x7FFF + lsb) >> 16) as u16
-}
-
-/// Widens bfloat16 bits to f32 (exact).
-pub fn bf16_to_f32(b: u16) -> f32 {
-    f32::from_bits((b as u32) << 16)
-}
-
-/// Rounds an f32 to the nearest bfloat16 value, kept as f32.
-pub fn round_to_bf16(x: f32) -> f32 {
-    bf16_to_f32(f32_to_bf16(x))
-}
+pub use crate::kernels::half::{bf16_to_f32, f32_to_bf16, round_to_bf16};
 
 /// Checks the shape and returns `out * inp`.
 fn check_shape(out: usize, inp: usize, group: usize) -> Result<usize, Q4Error> {

@@ -38,28 +38,7 @@ use super::types::GgmlType;
 /// other is a [`GgufError::UnsupportedType`](super::GgufError::UnsupportedType).
 pub const SUPPORTED: [GgmlType; 7] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K];
 
-/// Exact IEEE binary16 → binary32 widening.
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h & 0x8000) << 16;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let man = u32::from(h & 0x3ff);
-    let bits = match (exp, man) {
-        (0, 0) => sign,
-        (0, _) => {
-            // Subnormal: man * 2^-24. Normalise so the leading 1 becomes implicit.
-            let p = 31 - man.leading_zeros(); // index of the leading 1, 0..=9
-            sign | ((p + 103) << 23) | ((man << (23 - p)) & 0x7f_ffff)
-        }
-        (0x1f, _) => sign | 0x7f80_0000 | (man << 13),
-        _ => sign | ((exp + 112) << 23) | (man << 13),
-    };
-    f32::from_bits(bits)
-}
-
-/// Exact bfloat16 → binary32 widening (bf16 is the upper half of a binary32).
-pub fn bf16_to_f32(b: u16) -> f32 {
-    f32::from_bits(u32::from(b) << 16)
-}
+pub use crate::kernels::half::{bf16_to_f32, f16_to_f32};
 
 fn f16_at(b: &[u8], i: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))

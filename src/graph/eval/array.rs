@@ -4,6 +4,7 @@
 
 use super::value::map_array;
 use super::{Args, Array, EvalError, Value};
+use crate::graph::ir::slice_range;
 use crate::graph::{Attr, DType};
 
 /// Row-major strides of `dims`.
@@ -137,21 +138,6 @@ pub(super) fn gather(a: &Args) -> Result<Value, EvalError> {
         Array::new(dims.to_vec(), out)
     }
     Ok(map_array!(data, x => rows(x, outer, d, inner, &idx, &out_dims)))
-}
-
-/// First index and length of an ONNX slice of a dim of size `d`.
-fn slice_range(d: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
-    if d == 0 {
-        return (0, 0);
-    }
-    let norm = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
-    if step > 0 {
-        let (b, e) = (norm(start).clamp(0, d), norm(end).clamp(0, d));
-        (b, if e > b { (e - b + step - 1) / step } else { 0 })
-    } else {
-        let (b, e) = (norm(start).clamp(0, d - 1), norm(end).clamp(-1, d - 1));
-        (b, if b > e { (b - e - step - 1) / -step } else { 0 })
-    }
 }
 
 /// `Slice` (opset 10+: starts, ends, optional axes and steps as inputs).

@@ -16,6 +16,7 @@
 //! dim against a fixed `n > 1` yields `n` (the only valid outcome).
 
 use super::{is_onnx_domain, PassError};
+use crate::graph::ir::slice_range;
 use crate::graph::{DType, Dim, Graph, Model, Node, ValueInfo};
 use std::collections::BTreeMap;
 
@@ -369,18 +370,6 @@ impl State {
             }
         }
         Ok((*t, out, values))
-    }
-}
-
-/// ONNX slice bounds on a fixed dim: clamped start and length.
-fn slice_range(d: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
-    let norm = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
-    if step > 0 {
-        let (b, e) = (norm(start).clamp(0, d), norm(end).clamp(0, d));
-        (b, if e > b { (e - b + step - 1) / step } else { 0 })
-    } else {
-        let (b, e) = (norm(start).clamp(0, d - 1), norm(end).clamp(-1, d - 1));
-        (b, if b > e { (b - e - step - 1) / -step } else { 0 })
     }
 }
 
