@@ -35,7 +35,7 @@ pub enum IntentsError {
         why: String,
     },
     /// Calibration text of the wrong shape.
-    #[error("{path}: calibration text must be a JSON array of non-empty strings: {why}")]
+    #[error("{path}: calibration text must be a JSON array of non-empty strings, e.g. [\"set an alarm for 7 am\", \"what's the weather tomorrow\"]: {why}")]
     Calibration {
         /// The file.
         path: PathBuf,

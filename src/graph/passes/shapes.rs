@@ -183,6 +183,15 @@ impl State {
                 let (_, s) = self.input(n, 0)?;
                 vec![(DType::F32, s.clone(), None)]
             }
+            // Dynamic quantization: uint8 values of the input's shape, scalar scale and zero point.
+            "DynamicQuantizeLinear" => {
+                let (_, s) = self.input(n, 0)?;
+                vec![(DType::U8, s.clone(), None), (DType::F32, vec![], None), (DType::U8, vec![], None)]
+            }
+            "MatMulInteger" => {
+                let ((_, a), (_, b)) = (self.input(n, 0)?, self.input(n, 1)?);
+                vec![(DType::I32, matmul(n, a, b)?, None)]
+            }
             "Identity" => {
                 let (t, s) = self.input(n, 0)?;
                 vec![(*t, s.clone(), self.values.get(&n.inputs[0]).cloned())]
