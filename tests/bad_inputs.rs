@@ -152,3 +152,99 @@ fn unlocked_target_says_how_to_lock() {
     assert!(err.contains("is not locked") && err.contains("avac lock albert-base-v2-"), "{err}");
     assert!(!d.path().join("out").exists());
 }
+
+/// A tiny ALBERT converted, exported and optimized in `dir`: (classifier, FP32 model).
+fn tiny_fp32(dir: &Path) -> (PathBuf, PathBuf) {
+    let model = tiny(dir);
+    let cls = dir.join("classifier");
+    let o = convert(dir, &model, &intents(), 100, &cls);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for args in
+        [&["aon", "export", "--classifier", "classifier", "--out", "model.onnx"][..], &["aon", "optimize", "--in", "model.onnx", "--out", "model.opt.onnx"]]
+    {
+        let o = avac(dir, args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    (cls, dir.join("model.opt.onnx"))
+}
+
+/// `aon quantize` with calibration text `cal` (raw bytes): must fail naming `needles`, writing nothing.
+fn quantize_fails(cal: &[u8], needles: &[&str]) {
+    let d = tempfile::tempdir().unwrap();
+    let (_cls, _fp32) = tiny_fp32(d.path());
+    std::fs::write(d.path().join("cal.json"), cal).unwrap();
+    let o = avac(d.path(), &["aon", "quantize", "--in", "model.opt.onnx", "--classifier", "classifier", "--calibration", "cal.json", "--out", "q.onnx"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for n in needles {
+        assert!(stderr(&o).contains(n), "stderr lacks {n:?}: {}", stderr(&o));
+    }
+    assert!(!d.path().join("q.onnx").exists(), "output written");
+}
+
+#[test]
+fn calibration_that_is_not_an_array_of_strings_shows_the_expected_format() {
+    quantize_fails(br#"{"texts": ["set an alarm"]}"#, &["cal.json", "JSON array of non-empty strings", "e.g. [", "top level is not an array"]);
+    quantize_fails(br#"["set an alarm", 7]"#, &["cal.json", "element 1 is not a non-empty string"]);
+}
+
+#[test]
+fn empty_calibration_set_is_refused() {
+    quantize_fails(b"[]", &["no calibration sequences", "JSON array of strings"]);
+}
+
+#[test]
+fn calibration_text_longer_than_the_cap_is_refused() {
+    // The targets declare overflow = "reject": a text past 128 tokens is an error, not silently cut.
+    let long = vec!["alarm"; 400].join(" ");
+    quantize_fails(serde_json::to_string(&[long]).unwrap().as_bytes(), &["128"]);
+}
+
+#[test]
+fn a_model_left_above_the_size_limit_fails_validation_and_lists_its_float_weights() {
+    let d = tempfile::tempdir().unwrap();
+    let (_cls, _fp32) = tiny_fp32(d.path());
+    // Nothing reaches the threshold: quantization changes nothing.
+    std::fs::write(d.path().join("q.json"), r#"{"min_weight_elements": 1000000000, "embedding": false}"#).unwrap();
+    let cal = repo().join("data/intents/calibration.json");
+    let o = avac(
+        d.path(),
+        &[
+            "aon",
+            "quantize",
+            "--in",
+            "model.opt.onnx",
+            "--classifier",
+            "classifier",
+            "--calibration",
+            cal.to_str().unwrap(),
+            "--params",
+            "q.json",
+            "--out",
+            "q.onnx",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = avac(
+        d.path(),
+        &[
+            "aon",
+            "validate",
+            "--model",
+            "q.onnx",
+            "--fp32",
+            "model.opt.onnx",
+            "--classifier",
+            "classifier",
+            "--intents",
+            intents().to_str().unwrap(),
+            "--report",
+            "v.json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("q.onnx") && err.contains("of FP32") && err.contains("float weights left") && err.contains("albert_layer.shared"), "{err}");
+    // The report is still written: it explains the failure.
+    let r = read_json(&d.path().join("v.json"));
+    assert!(!r["int8"]["float_weights"].as_object().unwrap().is_empty());
+}

@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use std::path::PathBuf;
 
 #[test]
 fn reference_forward_matches_candle_bert() {
@@ -56,8 +55,10 @@ fn default_target_builds_golden_and_runs_in_onnxruntime() {
     let o = avac(&repo(), &["build", "minilm-intent-int8", "--out", out.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_golden("minilm-intent-int8", &digests(&o));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("minilm-intent-classifier-fp32.onnx.validation.json")).unwrap()).unwrap();
+    let report = read_json(&out.path().join("minilm-intent-classifier-int8.onnx.validation.json"));
     eprintln!("validation: {report}");
     assert!(report["accuracy_reference"].as_f64().unwrap() >= 0.8);
+    let int8 = &report["int8"];
+    assert!(int8["accuracy_drop"].as_f64().unwrap() <= 0.01, "{int8}");
+    assert!(int8["model_bytes"].as_u64().unwrap() < 15_000_000 && int8["size_ratio"].as_f64().unwrap() <= 0.27, "{int8}");
 }

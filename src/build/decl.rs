@@ -9,12 +9,14 @@
 //! model = ["minilm"]                 # sources materialised into the model directory
 //! intents = "voice-intents"          # {"train": [[text, label]…], "test": …}
 //! calibration = "voice-calibration"  # JSON array of strings (optional)
-//! artifact = "minilm-intent-classifier-fp32.onnx"
+//! artifact = "minilm-intent-classifier-int8.onnx"
 //! convert = { classes = 100, pooling = "mean-normalized", max_seq_len = 128 }
-//! validate = { max_abs_logit_diff = 1e-3 }
+//! quantize = { calibration = { method = "min-max" } }  # optional: INT8 (else FP32)
+//! validate = { max_abs_logit_diff = 1e-3, int8 = { min_agreement = 0.99 } }
 //! ```
 
 use crate::aon::convert::ConvertParams;
+use crate::aon::quantize::QuantizeParams;
 use crate::aon::validate::ValidateParams;
 use crate::store::Source;
 use serde::{Deserialize, Serialize};
@@ -107,6 +109,9 @@ pub struct Target {
     pub artifact: String,
     /// Conversion parameters.
     pub convert: ConvertParams,
+    /// INT8 quantization; without it the artifact is the optimized FP32 model.
+    #[serde(default)]
+    pub quantize: Option<QuantizeParams>,
     /// Validation gates.
     #[serde(default)]
     pub validate: ValidateParams,

@@ -30,6 +30,8 @@ pub struct BuildOptions {
     pub store: PathBuf,
     /// The avac executable that runs the steps.
     pub exe: PathBuf,
+    /// A Python with onnxruntime for the validation report's latency figures (not part of any digest).
+    pub ort_python: Option<PathBuf>,
 }
 
 /// What a build produced.
@@ -154,33 +156,45 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     let pins: BTreeMap<&str, &str> = target.sources().into_iter().map(|s| (s, l.decl.sources[s].sha256().unwrap_or(""))).collect();
     let convert = write_json("convert.json", &serde_json::to_value(&target.convert).expect("serialisable"))?;
     let validate = write_json("validate.json", &serde_json::to_value(&target.validate).expect("serialisable"))?;
+    let quantize = match &target.quantize {
+        Some(q) => Some(write_json("quantize.json", &serde_json::to_value(q).expect("serialisable"))?),
+        None => None,
+    };
     let meta = write_json("metadata.json", &json!({ "avac.target": name, "avac.source_pins": serde_json::to_string(&pins).expect("serialisable") }))?;
     let mut convert_args = vec!["aon", "convert", "--model", "in/model", "--intents", &intents, "--params", &convert, "--out", "work/classifier"];
     if let Some(c) = &calibration {
         convert_args.extend(["--calibration", c.as_str()]);
     }
-    let steps: Vec<(&str, Vec<&str>)> = vec![
+    let mut steps: Vec<(&str, Vec<&str>)> = vec![
         ("convert", convert_args),
         ("export", vec!["aon", "export", "--classifier", "work/classifier", "--metadata", &meta, "--out", "work/model.onnx"]),
         ("optimize", vec!["aon", "optimize", "--in", "work/model.onnx", "--out", "work/model.opt.onnx", "--report", "work/optimize.json"]),
-        (
-            "validate",
-            vec![
-                "aon",
-                "validate",
-                "--model",
-                "work/model.opt.onnx",
-                "--classifier",
-                "work/classifier",
-                "--intents",
-                &intents,
-                "--params",
-                &validate,
-                "--report",
-                "work/validation.json",
-            ],
-        ),
     ];
+    let mut validate_args =
+        vec!["aon", "validate", "--classifier", "work/classifier", "--intents", &intents, "--params", &validate, "--report", "work/validation.json"];
+    let final_model = match &quantize {
+        Some(q) => {
+            let Some(c) = &calibration else {
+                return Err(BuildError::Step {
+                    target: name.into(),
+                    step: "quantize".into(),
+                    stderr: "static INT8 needs a `calibration` source in the target".into(),
+                });
+            };
+            let args = ["aon", "quantize", "--in", "work/model.opt.onnx", "--classifier", "work/classifier", "--calibration", c, "--params", q];
+            steps.push(("quantize", [&args[..], &["--out", "work/model.int8.onnx", "--report", "work/quantize.json"]].concat()));
+            validate_args.extend(["--model", "work/model.int8.onnx", "--fp32", "work/model.opt.onnx"]);
+            "model.int8.onnx"
+        }
+        None => {
+            validate_args.extend(["--model", "work/model.opt.onnx"]);
+            "model.opt.onnx"
+        }
+    };
+    if let Some(py) = &o.ort_python {
+        validate_args.extend(["--ort-python", py.to_str().unwrap_or("python3")]);
+    }
+    steps.push(("validate", validate_args));
     let threads = o.threads.to_string();
     for (step, args) in &steps {
         let out =
@@ -193,13 +207,17 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     // Publish: artifact, report, provenance — each renamed into place.
     std::fs::create_dir_all(&o.out).map_err(io(format!("creating {}", o.out.display())))?;
     let artifact = o.out.join(&target.artifact);
-    let model_bytes = std::fs::read(work.join("model.opt.onnx")).map_err(io("reading the optimized model"))?;
+    let model_bytes = std::fs::read(work.join(final_model)).map_err(io("reading the final model"))?;
     let digest = store::hash_bytes(&model_bytes);
-    let provenance = provenance(l, name, target, &digest);
+    let step_names: Vec<&str> = steps.iter().map(|s| s.0).collect();
+    let provenance = provenance(l, name, target, &step_names, &digest);
     let prov_path = o.out.join(format!("{}.provenance.json", target.artifact));
     let report = o.out.join(format!("{}.validation.json", target.artifact));
     atomic::copy(&work.join("validation.json"), &report)?;
     atomic::copy(&work.join("optimize.json"), &o.out.join(format!("{}.optimize.json", target.artifact)))?;
+    if quantize.is_some() {
+        atomic::copy(&work.join("quantize.json"), &o.out.join(format!("{}.quantize.json", target.artifact)))?;
+    }
     atomic::write(&prov_path, &provenance)?;
     atomic::write(&artifact, &model_bytes)?;
     Ok(BuildResult { outputs: vec![(artifact, digest), (prov_path, store::hash_bytes(&provenance))], report })
@@ -233,7 +251,7 @@ fn single(store: &Store, opts: &FetchOptions, name: &str, source: &Source, dest:
 }
 
 /// The provenance record: deterministic JSON (no time, host or paths).
-fn provenance(l: &Loaded, name: &str, t: &Target, digest: &str) -> Vec<u8> {
+fn provenance(l: &Loaded, name: &str, t: &Target, steps: &[&str], digest: &str) -> Vec<u8> {
     let inputs: serde_json::Map<String, serde_json::Value> =
         t.sources().into_iter().map(|s| (s.to_string(), serde_json::to_value(&l.decl.sources[s]).expect("serialisable"))).collect();
     let v = json!({
@@ -242,8 +260,8 @@ fn provenance(l: &Loaded, name: &str, t: &Target, digest: &str) -> Vec<u8> {
         "rule": t.rule,
         "avac_version": crate::VERSION,
         "inputs": inputs,
-        "parameters": { "convert": t.convert, "validate": t.validate },
-        "steps": ["convert", "export", "optimize", "validate"],
+        "parameters": { "convert": t.convert, "quantize": t.quantize, "validate": t.validate },
+        "steps": steps,
         "outputs": { t.artifact.clone(): { "sha256": digest } },
     });
     let mut b = serde_json::to_vec_pretty(&v).expect("serialisable");

@@ -71,11 +71,17 @@ pub(super) enum AonCmd {
         #[arg(long)]
         report: Option<PathBuf>,
     },
-    /// Run the model in tract against the reference forward and the gates.
+    /// Run the model in tract against the reference forward (and an INT8 model against its FP32 parent) and the gates.
     Validate {
         /// The model.
         #[arg(long)]
         model: PathBuf,
+        /// The FP32 parent of an INT8 `--model`: enables the INT8 gates.
+        #[arg(long)]
+        fp32: Option<PathBuf>,
+        /// A Python with onnxruntime: also report onnxruntime latency (1 thread).
+        #[arg(long)]
+        ort_python: Option<PathBuf>,
         /// Classifier directory it was exported from.
         #[arg(long)]
         classifier: PathBuf,
@@ -157,24 +163,34 @@ pub(super) fn run(cmd: AonCmd) -> Result<i32, Box<dyn std::error::Error>> {
             let bytes = std::fs::read(&input).map_err(|e| format!("{}: {e}", input.display()))?;
             let m = crate::graph::onnx::from_bytes(&bytes, &input.display().to_string())?;
             let (q, r) = crate::aon::quantize::quantize(&m, &seqs, &p)?;
+            if !r.constant_activations.is_empty() {
+                eprintln!(
+                    "warning: {}: {} activation(s) took a single value on all calibration text (exact, but the text may not exercise the model): {}",
+                    calibration.display(),
+                    r.constant_activations.len(),
+                    r.constant_activations.join(", ")
+                );
+            }
             atomic::write(&out, &crate::graph::onnx::to_bytes(&q)).map_err(|e| format!("{}: {e}", out.display()))?;
             if let Some(rp) = report {
                 atomic::write(&rp, &pretty(&r)).map_err(|e| format!("{}: {e}", rp.display()))?;
             }
             Ok(0)
         }
-        AonCmd::Validate { model, classifier, intents, params, report } => {
+        AonCmd::Validate { model, fp32, ort_python, classifier, intents, params, report } => {
             let p: validate::ValidateParams = match params {
                 Some(p) => read_json(&p)?,
                 None => Default::default(),
             };
-            match validate::validate(&model, &classifier, &intents, &p) {
+            match validate::validate(&model, fp32.as_deref(), &classifier, &intents, &p, ort_python.as_deref()) {
                 Ok(r) => {
                     atomic::write(&report, &pretty(&r)).map_err(|e| format!("{}: {e}", report.display()))?;
                     eprintln!("{}", serde_json::to_string(&r)?);
                     Ok(0)
                 }
                 Err(validate::ValidateError::Gate { path, gate, report: r }) => {
+                    // The report is written either way: it is what explains the failure.
+                    atomic::write(&report, &pretty(&r)).map_err(|e| format!("{}: {e}", report.display()))?;
                     eprintln!("error: {}: validation failed: {gate}\n{}", path.display(), serde_json::to_string_pretty(&r)?);
                     Ok(super::EXIT_GATE)
                 }

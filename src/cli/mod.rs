@@ -41,6 +41,9 @@ enum Cmd {
         /// Seed the store from files in this directory (hash-checked).
         #[arg(long)]
         from: Option<PathBuf>,
+        /// A Python with onnxruntime: the validation report also gives onnxruntime latency.
+        #[arg(long)]
+        ort_python: Option<PathBuf>,
     },
     /// Fill the store with the named sources (default: every fetchable source).
     Fetch {
@@ -112,7 +115,7 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
             }
             Ok(0)
         }
-        Cmd::Build { target, out, offline, from } => {
+        Cmd::Build { target, out, offline, from, ort_python } => {
             let l = load(&cli.targets)?;
             let opts = BuildOptions {
                 out,
@@ -121,6 +124,7 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
                 threads: cli.threads.unwrap_or_else(rayon::current_num_threads),
                 store: store_root()?,
                 exe: std::env::current_exe()?,
+                ort_python,
             };
             let r = build::build(&l, &target, &opts)?;
             for (p, d) in &r.outputs {

@@ -82,3 +82,14 @@ pub fn convert(dir: &Path, model: &Path, intents: &Path, classes: usize, out: &P
     let args = ["aon", "convert", "--model", &arg(model), "--intents", &arg(intents), "--params", &arg(&params), "--out", &arg(out)].map(String::from);
     avac(dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
 }
+
+/// `python3` on PATH as an absolute path (build steps run with a cleared environment).
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("PATH").expect("PATH");
+    std::env::split_paths(&path).map(|d| d.join("python3")).find(|p| p.is_file()).expect("python3 on PATH")
+}
+
+/// Reads a JSON file.
+pub fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}

@@ -3,7 +3,7 @@
 
 usage: onnx_oracle.py MODEL.onnx CASES.json
 
-CASES.json: {"tolerance": float,
+CASES.json: {"tolerance": float, "min_top1_agree": int (optional; default all cases),
              "cases": [{"input_ids": [[int...]], "attention_mask": [[int...]],
                         "logits": [[float...]]}, ...]}
 where "logits" come from avac's reference forward.
@@ -11,7 +11,7 @@ where "logits" come from avac's reference forward.
 Runs onnx.checker.check_model(full_check=True), then onnxruntime (1 thread,
 all graph optimizations) on every case, and compares its logits with the
 reference. Prints one JSON line; exits 0 only when the checker passes and
-every logit is within tolerance and every top-1 class agrees.
+every logit is within tolerance and enough top-1 classes agree.
 """
 import json
 import sys
@@ -43,7 +43,7 @@ def main() -> int:
         max_diff = max(max_diff, float(np.max(np.abs(logits - ref))))
         agree += int(np.all(np.argmax(logits, -1) == np.argmax(ref, -1)))
     n = len(spec["cases"])
-    ok = max_diff <= spec["tolerance"] and agree == n
+    ok = max_diff <= spec["tolerance"] and agree >= spec.get("min_top1_agree", n)
     print(json.dumps({
         "ok": ok, "checker": "passed", "onnxruntime": ort.__version__, "onnx": onnx.__version__,
         "cases": n, "top1_agree": agree, "max_abs_diff": max_diff, "tolerance": spec["tolerance"],
