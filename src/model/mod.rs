@@ -3,6 +3,7 @@
 //! count or CPU (see [`crate::kernels`]).
 
 pub mod encoder;
+pub mod gemma3;
 pub mod weights;
 
 pub use encoder::{Encoder, Pooling};

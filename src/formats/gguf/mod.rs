@@ -50,6 +50,7 @@
 pub mod dequant;
 mod error;
 pub mod gemma3;
+pub mod hf_tokenizer;
 mod reader;
 mod tokenizer;
 mod types;

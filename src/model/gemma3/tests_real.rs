@@ -1,0 +1,239 @@
+//! The real Gemma 3 270M (Q4_K_M GGUF, dequantized to f32) against candle.
+//! Ignored by default:
+//!
+//! ```text
+//! AVAC_GEMMA_GGUF=/path/to/gemma-3-270m.gguf cargo test --release -- --ignored --nocapture gemma3_270m
+//! ```
+//!
+//! Two oracles run on the same file: candle-transformers' `gemma3::Model` in
+//! f32 on the same dequantized weights (same math, so top-1 should agree
+//! almost everywhere), and its `quantized_gemma3::ModelWeights` on the GGUF
+//! itself, which multiplies with Q8_K-quantized activations and, in 0.11.1,
+//! uses SiLU instead of GELU-tanh in the MLP (`candle_nn::ops::silu(&gate)`),
+//! so it is a loose reference only. llama.cpp's greedy continuation of
+//! "The capital of France is" (with BOS) is checked as text.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_transformers::models::{gemma3 as cg, quantized_gemma3 as cq};
+
+use super::*;
+use crate::formats::gguf::{gemma3 as gguf_gemma3, GgufFile, GgufTokenizer};
+
+/// GGUF tensors under HF names, norm weights shifted back to HF's `w`.
+struct GgufWeights<'a> {
+    g: &'a GgufFile,
+    names: BTreeMap<String, (String, bool)>,
+}
+
+impl<'a> GgufWeights<'a> {
+    fn new(g: &'a GgufFile) -> Self {
+        let names = g.gemma3_hf_tensors().unwrap().into_iter().map(|(hf, t)| (hf.name, (t.name().to_string(), hf.norm_plus_one))).collect();
+        GgufWeights { g, names }
+    }
+}
+
+impl Gemma3Weights for GgufWeights<'_> {
+    fn tensor(&self, hf_name: &str) -> Result<(Vec<usize>, Vec<f32>), Gemma3Error> {
+        let (name, plus_one) = self.names.get(hf_name).ok_or_else(|| Gemma3Error::MissingTensor { name: hf_name.into() })?;
+        let read = |e: crate::formats::gguf::GgufError| Gemma3Error::Read { name: hf_name.into(), why: e.to_string() };
+        let shape = self.g.tensor(name).map_err(read)?.hf_shape();
+        let mut v = self.g.dequantize(name).map_err(read)?;
+        if *plus_one {
+            v.iter_mut().for_each(|x| *x -= 1.0);
+        }
+        Ok((shape, v))
+    }
+}
+
+fn config(g: &GgufFile) -> Gemma3Config {
+    let c = gguf_gemma3::Gemma3Config::from_gguf(g).unwrap();
+    let vocab = g.tensor("token_embd.weight").unwrap().hf_shape()[0];
+    let n = c.block_count as usize;
+    let pattern = c.sliding_window_pattern as usize;
+    Gemma3Config {
+        vocab_size: vocab,
+        hidden_size: c.embedding_length as usize,
+        intermediate_size: c.feed_forward_length as usize,
+        num_hidden_layers: n,
+        num_attention_heads: c.head_count as usize,
+        num_key_value_heads: c.head_count_kv as usize,
+        head_dim: c.key_length as usize,
+        rms_norm_eps: f64::from(c.rms_norm_eps),
+        rope_theta: f64::from(c.rope_freq_base),
+        rope_local_base_freq: f64::from(c.rope_freq_base_swa),
+        sliding_window: c.sliding_window as usize,
+        sliding_window_pattern: pattern,
+        layer_types: (0..n).map(|i| if (i + 1) % pattern == 0 { LayerType::FullAttention } else { LayerType::SlidingAttention }).collect(),
+        // Not in the GGUF; llama.cpp uses 1/sqrt(head_dim) for every size but 27B.
+        query_pre_attn_scalar: c.key_length as f64,
+        max_position_embeddings: c.context_length as usize,
+        rope_scaling_factor: c.rope_scaling.map(|(_, f)| f64::from(f)),
+        final_logit_softcapping: None,
+        attn_logit_softcapping: None,
+    }
+}
+
+/// Longest-match tokenization per whitespace-separated word (SentencePiece's
+/// `▁` marks a preceding space; Gemma adds no space prefix). Not the
+/// canonical BPE segmentation, but a valid id sequence for scoring.
+fn tokenize(vocab: &[String], text: &str) -> Vec<u32> {
+    let index: HashMap<&str, u32> = vocab.iter().enumerate().map(|(i, t)| (t.as_str(), i as u32)).collect();
+    let mut ids = vec![2];
+    for (i, word) in text.split(' ').enumerate() {
+        let w = if i == 0 { word.to_string() } else { format!("▁{word}") };
+        let mut rest = w.as_str();
+        while !rest.is_empty() {
+            let end = (1..=rest.len()).rev().filter(|&e| rest.is_char_boundary(e)).find(|&e| index.contains_key(&rest[..e])).expect("byte fallback not needed");
+            ids.push(index[&rest[..end]]);
+            rest = &rest[end..];
+        }
+    }
+    ids
+}
+
+fn detok(vocab: &[String], ids: &[u32]) -> String {
+    ids.iter().map(|&i| vocab[i as usize].replace('▁', " ")).collect()
+}
+
+const TEXT: &str = "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889. Locally nicknamed \"La dame de fer\" (French for \"Iron Lady\"), it was constructed as the centerpiece of the 1889 World's Fair, and to crown the centennial anniversary of the French Revolution. Although initially criticised by some of France's leading artists and intellectuals for its design, it has since become a global cultural icon of France and one of the most recognisable structures in the world. The tower received 5,889,000 visitors in 2022. The Eiffel Tower is the most visited monument with an entrance fee in the world: 6.91 million people ascended it in 2015. It was designated a monument historique in 1964, and was named part of a UNESCO World Heritage Site (\"Paris, Banks of the Seine\") in 1991. The tower is 330 metres tall, about the same height as an 81-storey building, and the tallest structure in Paris.";
+
+/// Logits of every position of `ids` from a candle model fed one token at a time.
+fn candle_steps(ids: &[u32], mut step: impl FnMut(&Tensor, usize) -> Tensor) -> Vec<Vec<f32>> {
+    ids.iter()
+        .enumerate()
+        .map(|(p, &t)| {
+            let x = Tensor::new(&[t], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+            step(&x, p).flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        })
+        .collect()
+}
+
+fn candle_greedy(prompt: &[u32], n: usize, mut step: impl FnMut(&Tensor, usize) -> Tensor) -> Vec<u32> {
+    let x = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let mut next = argmax(&step(&x, 0).flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    let mut out = vec![];
+    while out.len() < n {
+        out.push(next);
+        if next == 1 || next == 106 {
+            break;
+        }
+        let x = Tensor::new(&[next], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        next = argmax(&step(&x, prompt.len() + out.len() - 1).flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    }
+    out
+}
+
+/// (top-1 agreement, mean |Δ log p(next)|, max |Δ logit|) of `theirs` against `ours`.
+fn agreement(ids: &[u32], ours: &[Vec<f32>], theirs: &[Vec<f32>]) -> (f64, f64, f32) {
+    let n = ids.len() - 1;
+    let (mut same, mut dlp, mut dmax) = (0usize, 0.0f64, 0.0f32);
+    for p in 0..n {
+        same += usize::from(argmax(&ours[p]) == argmax(&theirs[p]));
+        let next = ids[p + 1] as usize;
+        dlp += (log_softmax_at(&ours[p], next) - log_softmax_at(&theirs[p], next)).abs();
+        dmax = ours[p].iter().zip(&theirs[p]).map(|(a, b)| (a - b).abs()).fold(dmax, f32::max);
+    }
+    (same as f64 / n as f64, dlp / n as f64, dmax)
+}
+
+#[test]
+#[ignore = "needs AVAC_GEMMA_GGUF (the Gemma 3 270M GGUF) and a few GB of RAM"]
+fn gemma3_270m_against_candle() {
+    let Ok(path) = std::env::var("AVAC_GEMMA_GGUF") else {
+        eprintln!("AVAC_GEMMA_GGUF is not set; skipping");
+        return;
+    };
+    let t = Instant::now();
+    let g = GgufFile::read(std::path::Path::new(&path)).unwrap();
+    let cfg = config(&g);
+    let weights = GgufWeights::new(&g);
+    let model = Gemma3::load(&cfg, &weights).unwrap();
+    println!("loaded in {:.1} s", t.elapsed().as_secs_f64());
+    let vocab = GgufTokenizer::from_gguf(&g).unwrap().tokens;
+
+    // Greedy continuation; llama.cpp: " the capital of the country of France. It is the largest city in France."
+    let prompt = tokenize(vocab, "The capital of France is");
+    assert_eq!(prompt, [2, 818, 5279, 529, 7001, 563]);
+    let t = Instant::now();
+    let ours = model.greedy(&prompt, 20, &[1, 106]).unwrap();
+    let dt = t.elapsed().as_secs_f64();
+    println!("avac greedy ({:.2} tok/s incl. prefill): {ours:?} {:?}", ours.len() as f64 / dt, detok(vocab, &ours));
+    // The first 15 tokens agree with llama.cpp; its 16th is "." where the f32 forward (and candle's f32 model) continue " and".
+    assert!(detok(vocab, &ours).starts_with(" the capital of the country of France. It is the largest city in France"));
+
+    // Per-position logits of a ~200-token text, prefilled in one call.
+    let ids = tokenize(vocab, TEXT);
+    let t = Instant::now();
+    let mut ours_logits = Vec::new();
+    model.forward(&ids, &mut model.new_cache(), &mut |_, l| ours_logits.push(l.to_vec())).unwrap();
+    let dt = t.elapsed().as_secs_f64();
+    println!("avac prefill: {} tokens in {dt:.2} s = {:.1} tok/s (incl. full-vocab logits)", ids.len(), ids.len() as f64 / dt);
+    let mut cache = model.new_cache();
+    model.forward(&ids[..1], &mut cache, &mut |_, _| {}).unwrap();
+    let t = Instant::now();
+    for &id in &ids[1..65] {
+        model.forward(&[id], &mut cache, &mut |_, _| {}).unwrap();
+    }
+    println!("avac decode: {:.1} tok/s (64 steps)", 64.0 / t.elapsed().as_secs_f64());
+    let lp: Vec<f64> = (0..ids.len() - 1).map(|p| log_softmax_at(&ours_logits[p], ids[p + 1] as usize)).collect();
+    println!("avac perplexity over {} tokens: {:.3}", lp.len(), perplexity(&lp));
+
+    // candle gemma3::Model, f32, same dequantized weights in HF convention.
+    let dev = Device::Cpu;
+    let ts: HashMap<String, Tensor> = weights
+        .names
+        .keys()
+        .map(|n| {
+            let (shape, v) = weights.tensor(n).unwrap();
+            (n.clone(), Tensor::from_vec(v, shape.as_slice(), &dev).unwrap())
+        })
+        .collect();
+    let ccfg = cg::Config {
+        attention_bias: false,
+        head_dim: cfg.head_dim,
+        hidden_activation: candle_nn::Activation::GeluPytorchTanh,
+        hidden_size: cfg.hidden_size,
+        intermediate_size: cfg.intermediate_size,
+        num_attention_heads: cfg.num_attention_heads,
+        num_hidden_layers: cfg.num_hidden_layers,
+        num_key_value_heads: cfg.num_key_value_heads,
+        rms_norm_eps: cfg.rms_norm_eps,
+        rope_theta: cfg.rope_theta,
+        rope_local_base_freq: cfg.rope_local_base_freq,
+        vocab_size: cfg.vocab_size,
+        final_logit_softcapping: None,
+        attn_logit_softcapping: None,
+        query_pre_attn_scalar: cfg.query_pre_attn_scalar as usize,
+        sliding_window: cfg.sliding_window,
+        sliding_window_pattern: cfg.sliding_window_pattern,
+        max_position_embeddings: 1024,
+    };
+    let mut cf = cg::Model::new(false, &ccfg, candle_nn::VarBuilder::from_tensors(ts, DType::F32, &dev)).unwrap();
+    let t = Instant::now();
+    let f32_logits = candle_steps(&ids, |x, p| cf.forward(x, p).unwrap());
+    println!("candle gemma3 f32 decode: {:.1} tok/s", ids.len() as f64 / t.elapsed().as_secs_f64());
+    cf.clear_kv_cache();
+    let f32_greedy = candle_greedy(&prompt, 20, |x, p| cf.forward(x, p).unwrap());
+    drop(cf);
+
+    // candle quantized_gemma3 on the GGUF itself.
+    let mut file = std::fs::File::open(&path).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+    let mut cq = cq::ModelWeights::from_gguf(content, &mut file, &dev).unwrap();
+    let t = Instant::now();
+    let q_logits = candle_steps(&ids, |x, p| cq.forward(x, p).unwrap());
+    println!("candle quantized_gemma3 decode: {:.1} tok/s", ids.len() as f64 / t.elapsed().as_secs_f64());
+    let q_greedy = candle_greedy(&prompt, 20, |x, p| cq.forward(x, p).unwrap());
+
+    let (top1_f, dlp_f, dmax_f) = agreement(&ids, &ours_logits, &f32_logits);
+    let (top1_q, dlp_q, dmax_q) = agreement(&ids, &ours_logits, &q_logits);
+    println!("vs candle gemma3 f32 ({} positions): top-1 agreement {:.4}, mean |Δ log p| {dlp_f:.3e}, max |Δ logit| {dmax_f:.3e}", ids.len() - 1, top1_f);
+    println!("vs candle quantized_gemma3: top-1 agreement {top1_q:.4}, mean |Δ log p| {dlp_q:.4}, max |Δ logit| {dmax_q:.3}");
+    println!("candle f32 greedy: {f32_greedy:?} {:?}", detok(vocab, &f32_greedy));
+    println!("candle quantized greedy: {q_greedy:?} {:?}", detok(vocab, &q_greedy));
+    assert_eq!(f32_greedy, ours);
+    assert!(top1_f >= 0.99 && dlp_f < 1e-2, "top-1 {top1_f}, mean |Δ log p| {dlp_f}");
+}
