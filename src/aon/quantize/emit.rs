@@ -82,6 +82,16 @@ fn store_int8(m: &mut Model, name: &str, per_column: bool) -> Result<Int8, Quant
     Ok(w)
 }
 
+/// `w` quantized as [`store_int8`] would, then dequantized.
+pub(super) fn int8_roundtrip(name: &str, w: &[f32], dims: &[i64], per_column: bool) -> Result<Vec<f32>, QuantizeError> {
+    let mut m = Model::default();
+    m.graph.initializers.insert(name.to_string(), Tensor::f32(dims, w));
+    let q = store_int8(&mut m, name, per_column)?;
+    let v = m.graph.initializers[&q.q].data.iter().map(|&b| b as i8);
+    let n = *dims.last().unwrap_or(&1) as usize;
+    Ok(v.enumerate().map(|(e, x)| f32::from(x) * q.scales[if q.scales.len() == 1 { 0 } else { e % n }]).collect())
+}
+
 /// Where new nodes go relative to the FP32 graph's nodes.
 #[derive(Default)]
 struct Edits {

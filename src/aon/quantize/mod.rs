@@ -34,6 +34,7 @@
 //! listed in the report's `constant_activations`: its quantization is exact
 //! but it usually means the calibration text does not exercise the model.
 
+mod bias;
 mod emit;
 mod smooth;
 
@@ -72,6 +73,8 @@ pub struct QuantizeParams {
     pub min_weight_elements: usize,
     /// Smoothing strength α in [0, 1] (see [`smooth`]); `null` turns smoothing off.
     pub smoothing: Option<f32>,
+    /// Subtract the mean shift int8 weights cause from each product's bias (see [`bias`]).
+    pub bias_correction: bool,
 }
 
 impl Default for QuantizeParams {
@@ -84,6 +87,7 @@ impl Default for QuantizeParams {
             embedding: true,
             min_weight_elements: 1024,
             smoothing: Some(0.5),
+            bias_correction: true,
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct QuantizeReport {
     pub smoothing: Option<f32>,
     /// Activations smoothed (each now read through `<name>.smooth`).
     pub smoothed_activations: Vec<String>,
+    /// Biases corrected for the int8 weights' mean shift.
+    pub corrected_biases: Vec<String>,
     /// Weight initializers stored as int8 and read by an integer product.
     pub int8_weights: Vec<String>,
     /// Other weights stored as int8 and dequantized before use (embedding tables, position tables).
@@ -249,8 +255,14 @@ pub fn quantize(fp32: &Model, calibration: &[Vec<u32>], p: &QuantizeParams) -> R
         }
         _ => (std::borrow::Cow::Borrowed(fp32), Vec::new(), None),
     };
+    let sel = if smoothed.is_empty() { sel } else { select(&base, p)? };
+    let (base, corrected) = if p.bias_correction && !calibration.is_empty() {
+        let (m, c) = bias::correct(&base, &sel, calibration, p.per_channel)?;
+        (std::borrow::Cow::Owned(m), c)
+    } else {
+        (base, Vec::new())
+    };
     let base: &Model = &base;
-    let sel = if smoothed.is_empty() { sel } else { select(base, p)? };
     let ranges = match p.mode {
         Mode::Static => calibrate(base, &sel.activations(base), calibration, &p.calibration)?,
         Mode::Dynamic => BTreeMap::new(),
@@ -258,6 +270,7 @@ pub fn quantize(fp32: &Model, calibration: &[Vec<u32>], p: &QuantizeParams) -> R
     let (mut m, mut report) = emit::rewrite(base, &sel, &ranges, p)?;
     report.smoothing = alpha;
     report.smoothed_activations = smoothed;
+    report.corrected_biases = corrected;
     report.calibration_sequences = calibration.len();
     m.graph.value_info.clear();
     crate::graph::passes::shapes::run(&mut m).map_err(|e| QuantizeError::Graph { node: "shape inference".into(), why: e.to_string() })?;
