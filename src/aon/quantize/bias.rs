@@ -10,32 +10,21 @@
 //! only consumer `Add`s to it; a product without one is left alone.
 
 use super::{emit, QuantizeError, Selection};
-use crate::graph::eval::{Evaluator, Value};
 use crate::graph::{DType, Model, Tensor};
 use std::collections::BTreeMap;
 
 /// Per-channel sums and token counts of each activation over the calibration text.
 fn channel_sums(m: &Model, acts: &[&str], calibration: &[Vec<u32>]) -> Result<BTreeMap<String, (Vec<f64>, usize)>, QuantizeError> {
-    let ev = Evaluator::new(m)?;
     let mut sums: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
-    for seq in calibration {
-        let len = seq.len();
-        let inputs = [("input_ids", Value::i64(&[1, len], seq.iter().map(|&v| v as i64).collect())), ("attention_mask", Value::i64(&[1, len], vec![1; len]))];
-        ev.run(&inputs, &mut |name, v| {
-            let (true, Some(a)) = (acts.contains(&name), v.as_f32()) else { return };
-            let k = *a.dims.last().unwrap_or(&0);
-            let e = sums.entry(name.to_string()).or_insert_with(|| (vec![0.0; k], 0));
-            if k == 0 || e.0.len() != k {
-                return;
+    super::for_each_channel_row(m, acts, calibration, &mut |name, row| {
+        let e = sums.entry(name.to_string()).or_insert_with(|| (vec![0.0; row.len()], 0));
+        if e.0.len() == row.len() {
+            for (s, x) in e.0.iter_mut().zip(row) {
+                *s += f64::from(*x);
             }
-            for row in a.data.chunks_exact(k) {
-                for (s, x) in e.0.iter_mut().zip(row) {
-                    *s += f64::from(*x);
-                }
-                e.1 += 1;
-            }
-        })?;
-    }
+            e.1 += 1;
+        }
+    })?;
     Ok(sums)
 }
 
@@ -60,12 +49,7 @@ fn bias_of(m: &Model, i: usize, n_out: usize) -> Option<String> {
 /// Corrects the biases of `m`'s weight products; returns the model and the biases changed.
 pub(super) fn correct(m: &Model, sel: &Selection, calibration: &[Vec<u32>], per_column: bool) -> Result<(Model, Vec<String>), QuantizeError> {
     let g = &m.graph;
-    let products: Vec<(usize, &str, &str)> = sel
-        .act_uses
-        .iter()
-        .filter(|&&(i, k)| k == 0 && sel.weights.contains(&g.nodes[i].inputs[1]))
-        .map(|&(i, _)| (i, g.nodes[i].inputs[0].as_str(), g.nodes[i].inputs[1].as_str()))
-        .collect();
+    let products = sel.weight_products(m);
     let mut acts: Vec<&str> = products.iter().map(|p| p.1).collect();
     acts.sort_unstable();
     acts.dedup();

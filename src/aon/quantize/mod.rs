@@ -157,6 +157,40 @@ impl Selection {
     fn activations<'m>(&self, m: &'m Model) -> BTreeSet<&'m str> {
         self.act_uses.iter().map(|&(i, k)| m.graph.nodes[i].inputs[k].as_str()).collect()
     }
+
+    /// Weight products as (node, activation, weight), in graph order.
+    fn weight_products<'m>(&self, m: &'m Model) -> Vec<(usize, &'m str, &'m str)> {
+        let g = &m.graph;
+        self.act_uses
+            .iter()
+            .filter(|&&(i, k)| k == 0 && self.weights.contains(&g.nodes[i].inputs[1]))
+            .map(|&(i, _)| (i, g.nodes[i].inputs[0].as_str(), g.nodes[i].inputs[1].as_str()))
+            .collect()
+    }
+}
+
+/// The evaluator inputs of one calibration sequence (unpadded, all positions attended).
+fn calibration_inputs(seq: &[u32]) -> [(&'static str, Value); 2] {
+    let len = seq.len();
+    [("input_ids", Value::i64(&[1, len], seq.iter().map(|&v| v as i64).collect())), ("attention_mask", Value::i64(&[1, len], vec![1; len]))]
+}
+
+/// Runs `m` on every calibration sequence and hands `row` each last-axis
+/// row (one token's channels) of every float activation named in `acts`.
+fn for_each_channel_row(m: &Model, acts: &[&str], calibration: &[Vec<u32>], row: &mut dyn FnMut(&str, &[f32])) -> Result<(), QuantizeError> {
+    let ev = Evaluator::new(m)?;
+    for seq in calibration {
+        ev.run(&calibration_inputs(seq), &mut |name, v| {
+            let (true, Some(a)) = (acts.contains(&name), v.as_f32()) else { return };
+            let k = *a.dims.last().unwrap_or(&0);
+            if k > 0 {
+                for r in a.data.chunks_exact(k) {
+                    row(name, r);
+                }
+            }
+        })?;
+    }
+    Ok(())
 }
 
 fn select(m: &Model, p: &QuantizeParams) -> Result<Selection, QuantizeError> {
@@ -213,11 +247,8 @@ fn calibrate(fp32: &Model, acts: &BTreeSet<&str>, calibration: &[Vec<u32>], meth
             }
         }
         for seq in calibration {
-            let len = seq.len();
-            let ids = Value::i64(&[1, len], seq.iter().map(|&v| v as i64).collect());
-            let mask = Value::i64(&[1, len], vec![1; len]);
             let mut err = None;
-            ev.run(&[("input_ids", ids), ("attention_mask", mask)], &mut |name, v| {
+            ev.run(&calibration_inputs(seq), &mut |name, v| {
                 if let (Some(o), Some(a)) = (observers.get_mut(name), v.as_f32()) {
                     if err.is_none() {
                         if let Err(e) = o.observe(&a.data) {

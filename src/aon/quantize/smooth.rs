@@ -17,7 +17,6 @@
 //! 20–40% relative error (one input row carries values 100× the rest).
 
 use super::{QuantizeError, Selection};
-use crate::graph::eval::{Evaluator, Value};
 use crate::graph::{Model, Node, Tensor};
 use std::collections::BTreeMap;
 
@@ -27,28 +26,15 @@ const MAX_FACTOR: f32 = 1e4;
 
 /// Per-input-channel maximum |x| of each activation over the calibration text.
 fn channel_maxima(m: &Model, acts: &[&str], calibration: &[Vec<u32>]) -> Result<BTreeMap<String, Vec<f32>>, QuantizeError> {
-    let ev = Evaluator::new(m)?;
     let mut max: BTreeMap<String, Vec<f32>> = BTreeMap::new();
-    for seq in calibration {
-        let len = seq.len();
-        let inputs = [("input_ids", Value::i64(&[1, len], seq.iter().map(|&v| v as i64).collect())), ("attention_mask", Value::i64(&[1, len], vec![1; len]))];
-        ev.run(&inputs, &mut |name, v| {
-            if !acts.contains(&name) {
-                return;
+    super::for_each_channel_row(m, acts, calibration, &mut |name, row| {
+        let e = max.entry(name.to_string()).or_insert_with(|| vec![0.0; row.len()]);
+        if e.len() == row.len() {
+            for (m, x) in e.iter_mut().zip(row) {
+                *m = m.max(x.abs());
             }
-            let Some(a) = v.as_f32() else { return };
-            let k = *a.dims.last().unwrap_or(&1);
-            let e = max.entry(name.to_string()).or_insert_with(|| vec![0.0; k]);
-            if e.len() != k || k == 0 {
-                return;
-            }
-            for row in a.data.chunks_exact(k) {
-                for (m, x) in e.iter_mut().zip(row) {
-                    *m = m.max(x.abs());
-                }
-            }
-        })?;
-    }
+        }
+    })?;
     Ok(max)
 }
 
@@ -56,13 +42,7 @@ fn channel_maxima(m: &Model, acts: &[&str], calibration: &[Vec<u32>]) -> Result<
 /// products now read `<activation>.smooth`) and the activations smoothed.
 pub(super) fn smooth(fp32: &Model, sel: &Selection, calibration: &[Vec<u32>], alpha: f32) -> Result<(Model, Vec<String>), QuantizeError> {
     let g = &fp32.graph;
-    // Weight products: (node, activation, weight).
-    let products: Vec<(usize, &str, &str)> = sel
-        .act_uses
-        .iter()
-        .filter(|&&(i, k)| k == 0 && sel.weights.contains(&g.nodes[i].inputs[1]))
-        .map(|&(i, _)| (i, g.nodes[i].inputs[0].as_str(), g.nodes[i].inputs[1].as_str()))
-        .collect();
+    let products = sel.weight_products(fp32);
     // Groups: union-find over activation and weight names.
     let mut parent: BTreeMap<&str, &str> = BTreeMap::new();
     fn find<'a>(p: &mut BTreeMap<&'a str, &'a str>, x: &'a str) -> &'a str {
