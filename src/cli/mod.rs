@@ -1,6 +1,7 @@
 //! The `avac` command line: parses arguments, runs the library, prints, and
 //! maps errors to exit codes (0 ok, 1 failure, 2 usage, 3 validation gate).
 
+mod alc;
 mod aon;
 
 use crate::build::{self, BuildOptions, Loaded};
@@ -70,6 +71,9 @@ enum Cmd {
     /// AON pipeline steps (each a pure function from files to files).
     #[command(subcommand)]
     Aon(aon::AonCmd),
+    /// ALC pipeline steps (Gemma 3; in progress).
+    #[command(subcommand)]
+    Alc(alc::AlcCmd),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -175,5 +179,6 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
             Ok(0)
         }
         Cmd::Aon(cmd) => aon::run(cmd),
+        Cmd::Alc(cmd) => alc::run(cmd),
     }
 }

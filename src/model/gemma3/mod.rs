@@ -44,6 +44,7 @@
 
 mod attention;
 mod config;
+pub mod gguf;
 mod linear;
 
 #[cfg(test)]

@@ -13,67 +13,17 @@
 //! so it is a loose reference only. llama.cpp's greedy continuation of
 //! "The capital of France is" (with BOS) is checked as text.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::{gemma3 as cg, quantized_gemma3 as cq};
 
 use super::*;
-use crate::formats::gguf::{gemma3 as gguf_gemma3, GgufFile, GgufTokenizer};
-
-/// GGUF tensors under HF names, norm weights shifted back to HF's `w`.
-struct GgufWeights<'a> {
-    g: &'a GgufFile,
-    names: BTreeMap<String, (String, bool)>,
-}
-
-impl<'a> GgufWeights<'a> {
-    fn new(g: &'a GgufFile) -> Self {
-        let names = g.gemma3_hf_tensors().unwrap().into_iter().map(|(hf, t)| (hf.name, (t.name().to_string(), hf.norm_plus_one))).collect();
-        GgufWeights { g, names }
-    }
-}
-
-impl Gemma3Weights for GgufWeights<'_> {
-    fn tensor(&self, hf_name: &str) -> Result<(Vec<usize>, Vec<f32>), Gemma3Error> {
-        let (name, plus_one) = self.names.get(hf_name).ok_or_else(|| Gemma3Error::MissingTensor { name: hf_name.into() })?;
-        let read = |e: crate::formats::gguf::GgufError| Gemma3Error::Read { name: hf_name.into(), why: e.to_string() };
-        let shape = self.g.tensor(name).map_err(read)?.hf_shape();
-        let mut v = self.g.dequantize(name).map_err(read)?;
-        if *plus_one {
-            v.iter_mut().for_each(|x| *x -= 1.0);
-        }
-        Ok((shape, v))
-    }
-}
+use crate::formats::gguf::{GgufFile, GgufTokenizer};
 
 fn config(g: &GgufFile) -> Gemma3Config {
-    let c = gguf_gemma3::Gemma3Config::from_gguf(g).unwrap();
-    let vocab = g.tensor("token_embd.weight").unwrap().hf_shape()[0];
-    let n = c.block_count as usize;
-    let pattern = c.sliding_window_pattern as usize;
-    Gemma3Config {
-        vocab_size: vocab,
-        hidden_size: c.embedding_length as usize,
-        intermediate_size: c.feed_forward_length as usize,
-        num_hidden_layers: n,
-        num_attention_heads: c.head_count as usize,
-        num_key_value_heads: c.head_count_kv as usize,
-        head_dim: c.key_length as usize,
-        rms_norm_eps: f64::from(c.rms_norm_eps),
-        rope_theta: f64::from(c.rope_freq_base),
-        rope_local_base_freq: f64::from(c.rope_freq_base_swa),
-        sliding_window: c.sliding_window as usize,
-        sliding_window_pattern: pattern,
-        layer_types: (0..n).map(|i| if (i + 1) % pattern == 0 { LayerType::FullAttention } else { LayerType::SlidingAttention }).collect(),
-        // Not in the GGUF; llama.cpp uses 1/sqrt(head_dim) for every size but 27B.
-        query_pre_attn_scalar: c.key_length as f64,
-        max_position_embeddings: c.context_length as usize,
-        rope_scaling_factor: c.rope_scaling.map(|(_, f)| f64::from(f)),
-        final_logit_softcapping: None,
-        attn_logit_softcapping: None,
-    }
+    super::gguf::config_from_gguf(g).unwrap()
 }
 
 /// Longest-match tokenization per whitespace-separated word (SentencePiece's
@@ -149,7 +99,7 @@ fn gemma3_270m_against_candle() {
     let t = Instant::now();
     let g = GgufFile::read(std::path::Path::new(&path)).unwrap();
     let cfg = config(&g);
-    let weights = GgufWeights::new(&g);
+    let weights = super::gguf::GgufWeights::new(&g).unwrap();
     let model = Gemma3::load(&cfg, &weights).unwrap();
     println!("loaded in {:.1} s", t.elapsed().as_secs_f64());
     let vocab = GgufTokenizer::from_gguf(&g).unwrap().tokens;
@@ -184,11 +134,10 @@ fn gemma3_270m_against_candle() {
     // candle gemma3::Model, f32, same dequantized weights in HF convention.
     let dev = Device::Cpu;
     let ts: HashMap<String, Tensor> = weights
-        .names
-        .keys()
+        .hf_names()
         .map(|n| {
             let (shape, v) = weights.tensor(n).unwrap();
-            (n.clone(), Tensor::from_vec(v, shape.as_slice(), &dev).unwrap())
+            (n.to_string(), Tensor::from_vec(v, shape.as_slice(), &dev).unwrap())
         })
         .collect();
     let ccfg = cg::Config {
