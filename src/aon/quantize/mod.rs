@@ -309,3 +309,34 @@ pub fn quantize(fp32: &Model, calibration: &[Vec<u32>], p: &QuantizeParams) -> R
         m.graph.initializers.iter().filter(|(_, t)| t.dtype == DType::F32 && t.numel() > 1).map(|(k, t)| (k.clone(), t.numel())).collect();
     Ok((m, report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::passes::testgraph::{tiny_encoder, Act, Pool};
+    use crate::graph::Tensor;
+
+    #[test]
+    fn constant_activation_is_reported_and_quantized_exactly() {
+        let mut m = tiny_encoder(Act::Erf, Pool::Mean, 1, false);
+        // Zero the first FFN projection: GELU(0) = 0 is the next product's input everywhere.
+        let names: Vec<String> = m.graph.initializers.keys().filter(|k| k.ends_with(".ffn.weight") || k.ends_with(".ffn.bias")).cloned().collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        for n in &names {
+            let t = &m.graph.initializers[n];
+            let zeros = Tensor::f32(&t.dims.clone(), &vec![0.0; t.numel()]);
+            m.graph.initializers.insert(n.clone(), zeros);
+        }
+        crate::graph::passes::optimize(&mut m).unwrap();
+        let p = QuantizeParams { min_weight_elements: 1, ..Default::default() };
+        let cal = vec![vec![1, 5, 9, 2], vec![3, 4, 7, 8, 11, 2]];
+        let (q, r) = quantize(&m, &cal, &p).unwrap();
+        assert!(!r.constant_activations.is_empty(), "{r:?}");
+        // The zero range gets scale 1 and zero point 0: 0 quantizes exactly, and the model still runs.
+        let a = &r.constant_activations[0];
+        assert_eq!(r.activations[a], [0.0, 0.0]);
+        let ev = Evaluator::new(&q).unwrap();
+        let out = ev.run(&calibration_inputs(&cal[0]), &mut |_, _| {}).unwrap();
+        assert!(out["logits"].as_f32().unwrap().data.iter().all(|x| x.is_finite()));
+    }
+}

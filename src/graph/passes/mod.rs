@@ -31,7 +31,7 @@ pub mod gemm;
 pub mod layernorm;
 pub mod shapes;
 #[cfg(test)]
-mod testgraph;
+pub(crate) mod testgraph;
 
 pub use error::PassError;
 
