@@ -22,7 +22,8 @@ use candle_transformers::models::gemma3 as cg;
 use super::tests::{all_logits, tiny_config, tiny_weights, tokens};
 use super::*;
 
-fn candle_config(cfg: &Gemma3Config, sliding_window: usize) -> cg::Config {
+/// candle's config for `cfg`, with its own sliding window and position table size.
+pub(super) fn candle_config(cfg: &Gemma3Config, sliding_window: usize, max_positions: usize) -> cg::Config {
     cg::Config {
         attention_bias: false,
         head_dim: cfg.head_dim,
@@ -41,7 +42,7 @@ fn candle_config(cfg: &Gemma3Config, sliding_window: usize) -> cg::Config {
         query_pre_attn_scalar: cfg.query_pre_attn_scalar as usize,
         sliding_window,
         sliding_window_pattern: cfg.sliding_window_pattern,
-        max_position_embeddings: 64,
+        max_position_embeddings: max_positions,
     }
 }
 
@@ -49,7 +50,7 @@ fn candle_model(cfg: &Gemma3Config, w: &BTreeMap<String, (Vec<usize>, Vec<f32>)>
     let dev = Device::Cpu;
     let ts: HashMap<String, Tensor> = w.iter().map(|(n, (shape, v))| (n.clone(), Tensor::from_vec(v.clone(), shape.as_slice(), &dev).unwrap())).collect();
     let vb = candle_nn::VarBuilder::from_tensors(ts, DType::F32, &dev);
-    cg::Model::new(false, &candle_config(cfg, sliding_window), vb).unwrap()
+    cg::Model::new(false, &candle_config(cfg, sliding_window, 64), vb).unwrap()
 }
 
 fn last_logits(t: Tensor) -> Vec<f32> {

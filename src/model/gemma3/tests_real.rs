@@ -140,26 +140,8 @@ fn gemma3_270m_against_candle() {
             (n.to_string(), Tensor::from_vec(v, shape.as_slice(), &dev).unwrap())
         })
         .collect();
-    let ccfg = cg::Config {
-        attention_bias: false,
-        head_dim: cfg.head_dim,
-        hidden_activation: candle_nn::Activation::GeluPytorchTanh,
-        hidden_size: cfg.hidden_size,
-        intermediate_size: cfg.intermediate_size,
-        num_attention_heads: cfg.num_attention_heads,
-        num_hidden_layers: cfg.num_hidden_layers,
-        num_key_value_heads: cfg.num_key_value_heads,
-        rms_norm_eps: cfg.rms_norm_eps,
-        rope_theta: cfg.rope_theta,
-        rope_local_base_freq: cfg.rope_local_base_freq,
-        vocab_size: cfg.vocab_size,
-        final_logit_softcapping: None,
-        attn_logit_softcapping: None,
-        query_pre_attn_scalar: cfg.query_pre_attn_scalar as usize,
-        sliding_window: cfg.sliding_window,
-        sliding_window_pattern: cfg.sliding_window_pattern,
-        max_position_embeddings: 1024,
-    };
+    // The GGUF config has no softcapping, so candle's gets none either.
+    let ccfg = super::tests_candle::candle_config(&cfg, cfg.sliding_window, 1024);
     let mut cf = cg::Model::new(false, &ccfg, candle_nn::VarBuilder::from_tensors(ts, DType::F32, &dev)).unwrap();
     let t = Instant::now();
     let f32_logits = candle_steps(&ids, |x, p| cf.forward(x, p).unwrap());
