@@ -69,6 +69,18 @@ pub enum DeclError {
         /// The missing source.
         source_name: String,
     },
+    /// A part of a `concat` source is undeclared or not one file.
+    #[error("{path}: concat source {source_name:?}: part {part:?} {why}")]
+    BadPart {
+        /// The file.
+        path: PathBuf,
+        /// The concat source.
+        source_name: String,
+        /// The offending part.
+        part: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// No such target.
     #[error("unknown target {name:?}; known targets: {known}")]
     UnknownTarget {
@@ -158,6 +170,17 @@ impl Loaded {
         let decl: Declaration = toml::from_str(text).map_err(|source| DeclError::Toml { path: path.into(), source })?;
         for (name, s) in &decl.sources {
             s.validate(name).map_err(|source| DeclError::Source { path: path.into(), source })?;
+            if let Source::Concat(c) = s {
+                for part in &c.parts {
+                    let why = match decl.sources.get(part) {
+                        None => Some("is not a declared source"),
+                        Some(p) => p.unfit_as_part(),
+                    };
+                    if let Some(why) = why {
+                        return Err(DeclError::BadPart { path: path.into(), source_name: name.clone(), part: part.clone(), why: why.into() });
+                    }
+                }
+            }
         }
         for (t, target) in &decl.targets {
             for s in target.sources() {
@@ -194,6 +217,21 @@ impl Loaded {
         Ok(Self::embedded())
     }
 
+    /// Every source `target` reads, sorted: its own ([`Target::sources`])
+    /// and the parts of those that are `concat` sources, which are fetched to
+    /// build them and so are inputs too (their pins belong in provenance).
+    pub fn inputs_of<'a>(&'a self, target: &'a Target) -> Vec<&'a str> {
+        let mut v = target.sources();
+        for s in target.sources() {
+            if let Some(Source::Concat(c)) = self.decl.sources.get(s) {
+                v.extend(c.parts.iter().map(String::as_str));
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// A target by name.
     pub fn target(&self, name: &str) -> Result<&Target, DeclError> {
         self.decl
@@ -215,6 +253,61 @@ mod tests {
             let sha = crate::store::hash_bytes(bytes);
             let pinned = l.decl.sources.values().any(|s| matches!(s, Source::File(f) if f.path == *path && f.sha256 == sha));
             assert!(pinned, "{path} is embedded but its pin in rules/targets.toml does not match ({sha})");
+        }
+    }
+
+    const PARTS: &str = r#"
+[sources.a]
+kind = "file"
+path = "a.bin"
+sha256 = ""
+[sources.b]
+kind = "url"
+url = "https://example.org/b.bin"
+[sources.gguf]
+kind = "concat"
+parts = ["a", "b"]
+file = "m.gguf"
+[sources.intents]
+kind = "file"
+path = "i.json"
+[targets.t]
+rule = "aon"
+description = "d"
+model = ["gguf", "a"]
+intents = "intents"
+artifact = "m.onnx"
+convert = { classes = 2, pooling = "mean-normalized" }
+"#;
+
+    fn bad_part(text: &str) -> (String, String, String) {
+        match Loaded::parse(text, Path::new("t.toml"), None) {
+            Err(e @ DeclError::BadPart { .. }) => {
+                let msg = e.to_string();
+                let DeclError::BadPart { source_name, part, .. } = e else { unreachable!() };
+                (source_name, part, msg)
+            }
+            other => panic!("expected BadPart, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn concat_parts_are_declared_one_file_sources() {
+        let l = Loaded::parse(PARTS, Path::new("t.toml"), None).expect("valid");
+        // The parts are inputs of a target using the concat source.
+        assert_eq!(l.inputs_of(l.target("t").expect("t")), ["a", "b", "gguf", "intents"]);
+        assert_eq!(l.target("t").expect("t").sources(), ["a", "gguf", "intents"]);
+
+        let cases = [
+            (PARTS.replace(r#"parts = ["a", "b"]"#, r#"parts = ["a", "nope"]"#), "nope", "not a declared source"),
+            (PARTS.replace(r#"parts = ["a", "b"]"#, r#"parts = ["a", "gguf"]"#), "gguf", "itself a concat source"),
+            (PARTS.replace("path = \"a.bin\"\n", "path = \"a.bin\"\nunpack = \"zip\"\n"), "a", "unpacked"),
+            (PARTS.replace("kind = \"file\"\npath = \"a.bin\"\nsha256 = \"\"\n", "kind = \"generated\"\ngenerator = \"albert\"\n"), "a", "generated"),
+        ];
+        for (text, part, why) in cases {
+            let (source_name, got, msg) = bad_part(&text);
+            assert_eq!((source_name.as_str(), got.as_str()), ("gguf", part));
+            assert!(msg.contains("\"gguf\"") && msg.contains(&format!("{part:?}")) && msg.contains(why), "{msg}");
         }
     }
 }

@@ -112,7 +112,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
 /// Builds `name` from the declaration `l`.
 pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, BuildError> {
     let target = l.target(name)?;
-    for s in target.sources() {
+    for s in l.inputs_of(target) {
         if !l.decl.sources[s].is_locked() {
             return Err(BuildError::Unlocked { target: name.into(), source_name: s.into() });
         }
@@ -136,12 +136,13 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     fetch_opts.from = o.from.clone();
     let store = Store::open(&o.store)?;
     let model_dir = root.join("in/model");
+    let sources = &l.decl.sources;
     for s in &target.model {
-        materialize(&store, &fetch_opts, s, &l.decl.sources[s], &model_dir)?;
+        materialize(&store, &fetch_opts, sources, s, &model_dir)?;
     }
-    let intents = single(&store, &fetch_opts, &target.intents, &l.decl.sources[&target.intents], &root.join("in/intents"))?;
+    let intents = single(&store, &fetch_opts, sources, &target.intents, &root.join("in/intents"))?;
     let calibration = match &target.calibration {
-        Some(c) => Some(single(&store, &fetch_opts, c, &l.decl.sources[c], &root.join("in/calibration"))?),
+        Some(c) => Some(single(&store, &fetch_opts, sources, c, &root.join("in/calibration"))?),
         None => None,
     };
 
@@ -153,7 +154,7 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
         std::fs::write(work.join(name), b).map_err(io(format!("writing {name}")))?;
         Ok(format!("work/{name}"))
     };
-    let pins: BTreeMap<&str, &str> = target.sources().into_iter().map(|s| (s, l.decl.sources[s].sha256().unwrap_or(""))).collect();
+    let pins: BTreeMap<&str, &str> = l.inputs_of(target).into_iter().map(|s| (s, l.decl.sources[s].sha256().unwrap_or(""))).collect();
     let convert = write_json("convert.json", &serde_json::to_value(&target.convert).expect("serialisable"))?;
     let validate = write_json("validate.json", &serde_json::to_value(&target.validate).expect("serialisable"))?;
     let quantize = match &target.quantize {
@@ -223,7 +224,10 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     Ok(BuildResult { outputs: vec![(artifact, digest), (prov_path, store::hash_bytes(&provenance))], report })
 }
 
-fn materialize(store: &Store, opts: &FetchOptions, name: &str, source: &Source, dest: &Path) -> Result<(), BuildError> {
+/// Verifies the declared source `name` (a `concat` source with its parts)
+/// and places its content into `dest`.
+fn materialize(store: &Store, opts: &FetchOptions, sources: &BTreeMap<String, Source>, name: &str, dest: &Path) -> Result<(), BuildError> {
+    let source = sources.get(name).ok_or_else(|| store::StoreError::UnknownSource { name: name.into() })?;
     std::fs::create_dir_all(dest).map_err(io(format!("creating {}", dest.display())))?;
     if let Source::Generated(g) = source {
         let params = crate::fixtures::params_from(&g.params).map_err(|source| BuildError::Generate { source_name: name.into(), source })?;
@@ -237,15 +241,15 @@ fn materialize(store: &Store, opts: &FetchOptions, name: &str, source: &Source, 
         }
         return Ok(());
     }
-    store::fetch(store, name, source, opts)?;
+    store::fetch_declared(store, sources, name, opts)?;
     store::materialize(store, name, source, dest)?;
     Ok(())
 }
 
 /// Materialises a one-file source and returns its path relative to the scratch root.
-fn single(store: &Store, opts: &FetchOptions, name: &str, source: &Source, dest: &Path) -> Result<String, BuildError> {
-    materialize(store, opts, name, source, dest)?;
-    let file = source.file_name().unwrap_or_else(|| name.to_string());
+fn single(store: &Store, opts: &FetchOptions, sources: &BTreeMap<String, Source>, name: &str, dest: &Path) -> Result<String, BuildError> {
+    materialize(store, opts, sources, name, dest)?;
+    let file = sources.get(name).and_then(Source::file_name).unwrap_or_else(|| name.to_string());
     let rel = format!("in/{}/{}", dest.file_name().expect("named").to_string_lossy(), file);
     Ok(rel)
 }
@@ -253,7 +257,7 @@ fn single(store: &Store, opts: &FetchOptions, name: &str, source: &Source, dest:
 /// The provenance record: deterministic JSON (no time, host or paths).
 fn provenance(l: &Loaded, name: &str, t: &Target, steps: &[&str], digest: &str) -> Vec<u8> {
     let inputs: serde_json::Map<String, serde_json::Value> =
-        t.sources().into_iter().map(|s| (s.to_string(), serde_json::to_value(&l.decl.sources[s]).expect("serialisable"))).collect();
+        l.inputs_of(t).into_iter().map(|s| (s.to_string(), serde_json::to_value(&l.decl.sources[s]).expect("serialisable"))).collect();
     let v = json!({
         "schema": "avac.provenance/v1",
         "target": name,

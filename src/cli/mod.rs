@@ -149,8 +149,8 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
                 sources
             };
             for n in names {
-                let s = l.decl.sources.get(&n).ok_or_else(|| format!("unknown source {n:?}"))?;
-                let p = store::fetch(&store, &n, s, &opts)?;
+                // A concat source fetches its parts and joins them.
+                let p = store::fetch_declared(&store, &l.decl.sources, &n, &opts)?;
                 println!("{}  {n}", p.display());
             }
             Ok(0)
@@ -163,10 +163,18 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
             let store = Store::open(store_root()?)?;
             let opts = FetchOptions::from_env(&root);
             let mut text = std::fs::read_to_string(&l.path)?;
+            let mut sources = sources;
             for n in &sources {
-                let s = l.decl.sources.get(n).ok_or_else(|| format!("unknown source {n:?}"))?;
-                let pin = store::lock(&store, n, s, &opts)?;
+                l.decl.sources.get(n).ok_or_else(|| format!("unknown source {n:?}"))?;
+            }
+            // Concat sources last, each joined from its parts' pins as of the
+            // edited text, so `avac lock PART… CONCAT` works in one go.
+            sources.sort_by_key(|n| matches!(l.decl.sources.get(n), Some(store::Source::Concat(_))));
+            let mut current = l.clone();
+            for n in &sources {
+                let pin = store::lock_declared(&store, &current.decl.sources, n, &opts)?;
                 text = store::update_pin_in_toml(&text, n, &pin)?;
+                current = Loaded::parse(&text, &l.path, l.repo_root.clone())?;
                 println!("{}  {n}", pin.sha256);
             }
             build::atomic::write(&l.path, text.as_bytes())?;

@@ -244,6 +244,59 @@ pub enum StoreError {
         /// The existing path.
         path: PathBuf,
     },
+    /// A `concat` source was fetched or locked without its parts.
+    #[error(
+        "source `{name}` is the concatenation of its parts and is not in the store; \
+         fetch or lock it together with its parts (`avac fetch {name}` / `avac lock {name}` do)"
+    )]
+    ConcatNeedsParts {
+        /// The concat source.
+        name: String,
+    },
+    /// A part of a `concat` source is undeclared or not one file.
+    #[error("source `{name}`: part `{part}` {why}")]
+    ConcatPart {
+        /// The concat source.
+        name: String,
+        /// The offending part.
+        part: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Fetching or reading a part of a `concat` source failed.
+    #[error("source `{name}`: part `{part}`: {source}")]
+    Part {
+        /// The concat source.
+        name: String,
+        /// The part that failed.
+        part: String,
+        /// The part's own error.
+        source: Box<StoreError>,
+    },
+    /// The joined parts do not match the concat source's pin.
+    #[error(
+        "source `{name}`: its parts joined in the declared order have sha256 {actual} ({actual_size} bytes), \
+         expected sha256 {expected} ({expected_size} bytes); check its `parts` and their order, \
+         or, if they are right, run `avac lock {name}` to pin what they give"
+    )]
+    ConcatMismatch {
+        /// The concat source.
+        name: String,
+        /// The pinned digest.
+        expected: String,
+        /// The digest of the joined bytes.
+        actual: String,
+        /// The pinned size.
+        expected_size: u64,
+        /// The size of the joined bytes.
+        actual_size: u64,
+    },
+    /// A name looked up in the declaration is not declared.
+    #[error("no source `{name}` is declared")]
+    UnknownSource {
+        /// The name asked for.
+        name: String,
+    },
     /// The declaration file could not be edited.
     #[error("cannot update pin of `{name}`: {reason}")]
     PinUpdate {

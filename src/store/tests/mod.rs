@@ -1,6 +1,7 @@
 //! The store's tests: declarations, the store itself, HTTP fetches against a
 //! loopback server, pip's command line, and archive extraction.
 
+mod concat;
 mod decl;
 mod http;
 mod local;
