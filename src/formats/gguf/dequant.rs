@@ -4,6 +4,8 @@
 //! IEEE binary16:
 //!
 //! ```text
+//! Q4_0  32 elements, 18 bytes:  d: f16 | qs: u8[16]
+//!       y[j] = ((qs[j] & 0xF) - 8) * d,  y[j+16] = ((qs[j] >> 4) - 8) * d     j in 0..16
 //! Q8_0  32 elements, 34 bytes:  d: f16 | qs: i8[32]
 //!       y[j] = qs[j] * d
 //! Q5_0  32 elements, 22 bytes:  d: f16 | qh: u32 (bit j = 5th bit of element j) | qs: u8[16]
@@ -25,7 +27,7 @@
 //! Each element is computed by the same IEEE single-precision operations, in
 //! the same order, as ggml's reference `dequantize_row_*` in `ggml-quants.c`
 //! and gguf-py's numpy `gguf/quants.py` (which agree): `(d * sc) * q - (dmin * m)`
-//! for Q4_K, `(d * sc) * q` for Q6_K, `q * d` for Q8_0/Q5_0. Rust never
+//! for Q4_K, `(d * sc) * q` for Q6_K, `q * d` for Q4_0/Q8_0/Q5_0. Rust never
 //! contracts `a * b - c` into a fused multiply-add (no fast-math), so the result
 //! does not depend on the CPU. (ggml's C may be compiled with FP contraction on
 //! FMA targets, where Q4_K's `d1 * q - m1` can differ from gguf-py in the last
@@ -36,7 +38,7 @@ use super::types::GgmlType;
 
 /// Types [`GgufFile::dequantize`](super::GgufFile::dequantize) supports; any
 /// other is a [`GgufError::UnsupportedType`](super::GgufError::UnsupportedType).
-pub const SUPPORTED: [GgmlType; 7] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K];
+pub const SUPPORTED: [GgmlType; 8] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K];
 
 pub use crate::kernels::half::{bf16_to_f32, f16_to_f32};
 
@@ -57,6 +59,7 @@ pub(super) fn dequantize(ty: GgmlType, src: &[u8], out: &mut [f32]) -> bool {
         GgmlType::F32 => blocks.for_each(|(b, y)| y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         GgmlType::F16 => blocks.for_each(|(b, y)| y[0] = f16_at(b, 0)),
         GgmlType::BF16 => blocks.for_each(|(b, y)| y[0] = bf16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+        GgmlType::Q4_0 => blocks.for_each(|(b, y)| q4_0(b, y)),
         GgmlType::Q8_0 => blocks.for_each(|(b, y)| q8_0(b, y)),
         GgmlType::Q5_0 => blocks.for_each(|(b, y)| q5_0(b, y)),
         GgmlType::Q4_K => blocks.for_each(|(b, y)| q4_k(b, y)),
@@ -64,6 +67,16 @@ pub(super) fn dequantize(ty: GgmlType, src: &[u8], out: &mut [f32]) -> bool {
         _ => unreachable!("checked against SUPPORTED above"),
     }
     true
+}
+
+/// ggml `dequantize_row_q4_0`: low nibbles are elements 0..16, high nibbles 16..32.
+fn q4_0(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    let (lo, hi) = y.split_at_mut(16);
+    for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&b[2..18]) {
+        *l = ((q & 0xF) as i32 - 8) as f32 * d;
+        *h = ((q >> 4) as i32 - 8) as f32 * d;
+    }
 }
 
 /// ggml `dequantize_row_q8_0`: `y[j] = x.qs[j] * d`.

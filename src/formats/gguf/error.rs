@@ -314,7 +314,7 @@ pub enum GgufError {
     },
 
     /// A tensor type this reader cannot dequantize.
-    #[error("{file}: tensor '{tensor}': dequantizing {type_name} is not supported (supported: F32 F16 BF16 Q8_0 Q5_0 Q4_K Q6_K)")]
+    #[error("{file}: tensor '{tensor}': dequantizing {type_name} is not supported (supported: F32 F16 BF16 Q4_0 Q8_0 Q5_0 Q4_K Q6_K)")]
     UnsupportedType {
         /// The file.
         file: String,

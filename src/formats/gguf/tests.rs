@@ -199,6 +199,18 @@ fn dequantizes_q8_0() {
 }
 
 #[test]
+fn dequantizes_q4_0() {
+    // d = 0.25; byte j holds element j (low nibble) and element j + 16 (high).
+    let mut block = f16_bits(0.25).to_vec();
+    block.extend((0..16u8).map(|j| j | (15 - j) << 4));
+    let y = one_tensor(GgmlType::Q4_0, &[32], &block).dequantize("t").unwrap();
+    for j in 0..16 {
+        assert_eq!(y[j], (j as f32 - 8.0) * 0.25, "element {j}");
+        assert_eq!(y[j + 16], ((15 - j) as f32 - 8.0) * 0.25, "element {}", j + 16);
+    }
+}
+
+#[test]
 fn dequantizes_q5_0() {
     // d = 2; qh sets the 5th bit of elements 1, 2 and 16.
     let mut block = f16_bits(2.0).to_vec();
@@ -311,11 +323,11 @@ fn row_ranges_give_the_same_bits_as_the_whole_tensor() {
 
 #[test]
 fn unsupported_types_are_named() {
-    let g = one_tensor(GgmlType::Q4_0, &[32], &[0u8; 18]);
-    assert_eq!(g.tensor_data("t").unwrap().len(), 18, "raw bytes stay readable");
+    let g = one_tensor(GgmlType::Q4_1, &[32], &[0u8; 20]);
+    assert_eq!(g.tensor_data("t").unwrap().len(), 20, "raw bytes stay readable");
     let e = g.dequantize("t").unwrap_err();
-    assert!(matches!(&e, GgufError::UnsupportedType { type_name: "Q4_0", tensor, .. } if tensor == "t"), "{e}");
-    assert_eq!(e.to_string(), "t.gguf: tensor 't': dequantizing Q4_0 is not supported (supported: F32 F16 BF16 Q8_0 Q5_0 Q4_K Q6_K)");
+    assert!(matches!(&e, GgufError::UnsupportedType { type_name: "Q4_1", tensor, .. } if tensor == "t"), "{e}");
+    assert_eq!(e.to_string(), "t.gguf: tensor 't': dequantizing Q4_1 is not supported (supported: F32 F16 BF16 Q4_0 Q8_0 Q5_0 Q4_K Q6_K)");
 }
 
 // ---------------------------------------------------------------- metadata
