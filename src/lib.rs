@@ -11,10 +11,12 @@
 //! - [`package`]: runtime package writers (tensor cache, tar, ELF checks).
 //! - [`fixtures`]: deterministic, architecture-true generated checkpoints.
 //! - [`aon`]: the AON pipeline steps (convert, export, optimize, validate).
+//! - [`alc`]: the ALC pipeline steps (quantize, package, validate, run).
 //! - [`build`]: target declarations, the local runner and provenance.
 //! - [`cli`]: argument parsing, printing and exit codes.
 #![deny(missing_docs)]
 
+pub mod alc;
 pub mod aon;
 pub mod build;
 pub mod cli;

@@ -24,6 +24,11 @@
 //! each starts where the previous ended, and the last ends at the data length
 //! (no gaps, overlaps or trailing bytes).
 //!
+//! Two readers share one header validation: [`SafeTensors`] holds the whole
+//! file in memory; [`SafeTensorsFile`] reads only the header and then one
+//! tensor at a time from disk, so a multi-gigabyte shard costs no more memory
+//! than its largest tensor.
+//!
 //! The writer is deterministic: tensors are laid out in name order, header keys
 //! are sorted (`__metadata__` takes its place in byte order like any other key),
 //! and the header is padded with spaces to a multiple of 8 bytes as the
@@ -38,6 +43,10 @@ use std::path::{Path, PathBuf};
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+
+mod on_disk;
+
+pub use on_disk::{SafeTensorsFile, READ_CHUNK};
 
 /// The largest header accepted, as in the reference implementation; a larger
 /// length prefix is almost certainly not a safetensors file.
@@ -456,43 +465,9 @@ impl SafeTensors {
         }
         let mut len_bytes = [0u8; 8];
         len_bytes.copy_from_slice(&bytes[..8]);
-        let header_len = u64::from_le_bytes(len_bytes);
-        if header_len > MAX_HEADER_LEN {
-            return Err(SafetensorsError::HeaderTooLarge { file: file(), header_len, max: MAX_HEADER_LEN });
-        }
-        // header_len <= 100 MB, so the conversion and the addition cannot overflow
-        // on any 32- or 64-bit target; checked anyway to keep the invariant local.
-        let data_start = usize::try_from(header_len)
-            .ok()
-            .and_then(|n| n.checked_add(8))
-            .filter(|&end| end <= bytes.len())
-            .ok_or(SafetensorsError::HeaderBeyondFile { file: file(), header_len, file_len: bytes.len() })?;
-        let header = std::str::from_utf8(&bytes[8..data_start]).map_err(|_| SafetensorsError::HeaderNotUtf8 { file: file() })?;
-        if !header.starts_with('{') {
-            return Err(SafetensorsError::HeaderStart { file: file() });
-        }
-        let raw: RawHeader = serde_json::from_str(header).map_err(|source| SafetensorsError::HeaderNotJson { file: file(), source })?;
-        let data_len = bytes.len() - data_start;
-
-        let mut tensors = BTreeMap::new();
-        let mut metadata = None;
-        for (name, value) in raw.0 {
-            if name == METADATA_KEY {
-                if metadata.is_some() {
-                    return Err(SafetensorsError::DuplicateTensor { file: file(), tensor: name });
-                }
-                let m: BTreeMap<String, String> = serde_json::from_value(value).map_err(|source| SafetensorsError::BadMetadata { file: file(), source })?;
-                metadata = Some(m);
-                continue;
-            }
-            if tensors.contains_key(&name) {
-                return Err(SafetensorsError::DuplicateTensor { file: file(), tensor: name });
-            }
-            let info = validate_entry(value, &name, data_len, display)?;
-            tensors.insert(name, info);
-        }
-        check_tiling(&tensors, data_len, display)?;
-        Ok(SafeTensors { display: display.to_string(), bytes, data_start, tensors, metadata: metadata.unwrap_or_default() })
+        let data_start = header_end(u64::from_le_bytes(len_bytes), bytes.len(), display)?;
+        let (tensors, metadata) = parse_header(&bytes[8..data_start], bytes.len() - data_start, display)?;
+        Ok(SafeTensors { display: display.to_string(), bytes, data_start, tensors, metadata })
     }
 
     /// The name used in errors (the path for [`SafeTensors::read`]).
@@ -536,6 +511,53 @@ impl SafeTensors {
         let data = &self.bytes[self.data_start + info.begin..self.data_start + info.end];
         TensorView { name, dtype: info.dtype, shape: &info.shape, data, file: &self.display }
     }
+}
+
+/// The tensors of a header, and its `__metadata__`.
+type ParsedHeader = (BTreeMap<String, TensorInfo>, BTreeMap<String, String>);
+
+/// Checks a header length prefix against [`MAX_HEADER_LEN`] and the file
+/// length; returns where the data section starts (`8 + header_len`).
+fn header_end(header_len: u64, file_len: usize, display: &str) -> Result<usize> {
+    if header_len > MAX_HEADER_LEN {
+        return Err(SafetensorsError::HeaderTooLarge { file: display.to_string(), header_len, max: MAX_HEADER_LEN });
+    }
+    // header_len <= 100 MB, so the conversion and the addition cannot overflow
+    // on any 32- or 64-bit target; checked anyway to keep the invariant local.
+    let end = usize::try_from(header_len).ok().and_then(|n| n.checked_add(8));
+    end.filter(|&end| end <= file_len).ok_or(SafetensorsError::HeaderBeyondFile { file: display.to_string(), header_len, file_len })
+}
+
+/// Validates the header bytes (between the length prefix and the data) of a
+/// file whose data section is `data_len` bytes: every entry, and the exact
+/// tiling of the data section. Returns the tensors and the `__metadata__` map
+/// (empty when absent).
+fn parse_header(header: &[u8], data_len: usize, display: &str) -> Result<ParsedHeader> {
+    let file = || display.to_string();
+    let header = std::str::from_utf8(header).map_err(|_| SafetensorsError::HeaderNotUtf8 { file: file() })?;
+    if !header.starts_with('{') {
+        return Err(SafetensorsError::HeaderStart { file: file() });
+    }
+    let raw: RawHeader = serde_json::from_str(header).map_err(|source| SafetensorsError::HeaderNotJson { file: file(), source })?;
+    let mut tensors = BTreeMap::new();
+    let mut metadata = None;
+    for (name, value) in raw.0 {
+        if name == METADATA_KEY {
+            if metadata.is_some() {
+                return Err(SafetensorsError::DuplicateTensor { file: file(), tensor: name });
+            }
+            let m: BTreeMap<String, String> = serde_json::from_value(value).map_err(|source| SafetensorsError::BadMetadata { file: file(), source })?;
+            metadata = Some(m);
+            continue;
+        }
+        if tensors.contains_key(&name) {
+            return Err(SafetensorsError::DuplicateTensor { file: file(), tensor: name });
+        }
+        let info = validate_entry(value, &name, data_len, display)?;
+        tensors.insert(name, info);
+    }
+    check_tiling(&tensors, data_len, display)?;
+    Ok((tensors, metadata.unwrap_or_default()))
 }
 
 /// Checks one header entry against its own fields and the data length.
@@ -596,14 +618,30 @@ impl TensorView<'_> {
     /// Values as f32 for F32, F16 and BF16 tensors; the half-precision
     /// conversions are exact.
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
-        let out = match self.dtype {
-            Dtype::F32 => self.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => self.data.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
-            Dtype::BF16 => self.data.chunks_exact(2).map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
-            other => return Err(SafetensorsError::NotFloat { file: self.file.to_string(), tensor: self.name.to_string(), dtype: other }),
-        };
+        let mut out = Vec::with_capacity(self.numel());
+        if !extend_f32(self.dtype, self.data, &mut out) {
+            return Err(SafetensorsError::NotFloat { file: self.file.to_string(), tensor: self.name.to_string(), dtype: self.dtype });
+        }
         Ok(out)
     }
+}
+
+/// Whether [`extend_f32`] converts `dtype`: F32, F16 and BF16 (F64 would round).
+fn f32_convertible(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16)
+}
+
+/// Appends the values of little-endian `data` of a float `dtype` (F32, F16,
+/// BF16; the half-precision widenings are exact) to `out`; `false`, with `out`
+/// untouched, for any other dtype.
+fn extend_f32(dtype: Dtype, data: &[u8], out: &mut Vec<f32>) -> bool {
+    match dtype {
+        Dtype::F32 => out.extend(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        Dtype::F16 => out.extend(data.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))),
+        Dtype::BF16 => out.extend(data.chunks_exact(2).map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]])))),
+        _ => return false,
+    }
+    true
 }
 
 /// The deterministic bytes of a safetensors file holding `tensors` and

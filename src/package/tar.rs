@@ -69,7 +69,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -292,6 +292,8 @@ pub struct Entry {
     pub size: u64,
     /// Hex sha256 of the contents; `None` for directories.
     pub sha256: Option<String>,
+    /// Where the contents start in the archive.
+    pub data_offset: u64,
 }
 
 /// Splits a relative archive path into components, refusing anything unsafe.
@@ -636,9 +638,40 @@ pub fn list(archive: &Path) -> Result<Vec<Entry>> {
         if let Some((child, _)) = kinds.range(beneath.clone()..).next().filter(|(k, _)| kind == Kind::File && k.starts_with(&beneath)) {
             return Err(unsupported(offset, format!("{child:?} is beneath the file {path:?}")));
         }
-        entries.push(Entry { path, kind, mode: mode as u32, uid, gid, mtime, size, sha256 });
+        entries.push(Entry { path, kind, mode: mode as u32, uid, gid, mtime, size, sha256, data_offset: offset + BLOCK as u64 });
         offset = data_end;
     }
+}
+
+/// Extracts an archive that [`list`] accepts into the directory `dest`
+/// (created; it must be empty or missing). Files get mode 0644 or 0755 as
+/// stored; every path was checked by [`list`], so nothing lands outside
+/// `dest`. Returns the entries.
+pub fn extract(archive: &Path, dest: &Path) -> Result<Vec<Entry>> {
+    let entries = list(archive)?;
+    std::fs::create_dir_all(dest).map_err(io_err(dest))?;
+    let mut f = File::open(archive).map_err(io_err(archive))?;
+    let mut buf = vec![0u8; CHUNK];
+    for e in &entries {
+        let path = dest.join(&e.path);
+        if e.kind == Kind::Dir {
+            std::fs::create_dir_all(&path).map_err(io_err(&path))?;
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        f.seek(SeekFrom::Start(e.data_offset)).map_err(io_err(archive))?;
+        let mut out = File::create_new(&path).map_err(io_err(&path))?;
+        let mut left = e.size;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            f.read_exact(&mut buf[..n]).map_err(io_err(archive))?;
+            out.write_all(&buf[..n]).map_err(io_err(&path))?;
+            left -= n as u64;
+        }
+    }
+    Ok(entries)
 }
 
 /// Compresses `tar_path` into `out_path` as one zstd frame with the pinned

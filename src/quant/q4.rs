@@ -229,7 +229,18 @@ pub enum ScaleRule {
     /// MLC's rule: `bf16(max|w| / 7)`.
     #[default]
     MaxAbs,
+    /// The bfloat16 scale, among [`MSE_SEARCH_STEPS`] candidates
+    /// `bf16(max|w| / 7 · (1 − k/100))` for `k = 0, 2, …, 40`, whose
+    /// nearest-code reconstruction has the smallest squared error on the
+    /// group (summed in f64 in element order; the first candidate wins
+    /// ties). Shrinking the scale clips the group's largest weights to
+    /// ±7·scale but refines the grid for the rest; on Gaussian-like weights
+    /// the optimum is usually 10–20% below max-abs.
+    MseSearch,
 }
+
+/// Candidates tried by [`ScaleRule::MseSearch`].
+pub const MSE_SEARCH_STEPS: usize = 21;
 
 impl ScaleRule {
     /// The scale (bfloat16 bits) for one group of bfloat16-valued weights.
@@ -245,8 +256,32 @@ impl ScaleRule {
                 }
                 f32_to_bf16(max / MAX_INT)
             }
+            ScaleRule::MseSearch => {
+                let first = ScaleRule::MaxAbs.choose(group);
+                let base = bf16_to_f32(first);
+                let (mut best, mut best_err) = (first, group_sse(group, base));
+                for k in 1..MSE_SEARCH_STEPS {
+                    let bits = f32_to_bf16(base * (1.0 - (2 * k) as f32 / 100.0));
+                    let err = group_sse(group, bf16_to_f32(bits));
+                    if err < best_err {
+                        (best, best_err) = (bits, err);
+                    }
+                }
+                best
+            }
         }
     }
+}
+
+/// Squared reconstruction error of a group for one scale, in f64.
+fn group_sse(group: &[f32], scale: f32) -> f64 {
+    let mut e = 0.0f64;
+    for &w in group {
+        let q = quantize_value(w, scale) as i32 - ZERO_POINT as i32;
+        let d = f64::from(q as f32 * scale) - f64::from(w);
+        e += d * d;
+    }
+    e
 }
 
 /// Everything that determines the bits of a `q4bf16_1` tensor besides the

@@ -48,7 +48,7 @@ pub mod gguf;
 mod linear;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_candle;
 #[cfg(test)]

@@ -6,7 +6,7 @@ use super::*;
 
 /// A tiny Gemma 3: both layer kinds (layer 5 is global), GQA with 2 query
 /// heads per KV head, a window of 4.
-pub(super) fn tiny_config() -> Gemma3Config {
+pub(crate) fn tiny_config() -> Gemma3Config {
     Gemma3Config::from_json(
         r#"{
         "model_type": "gemma3_text", "vocab_size": 300, "hidden_size": 64, "intermediate_size": 96,
@@ -38,7 +38,7 @@ impl Rng {
 }
 
 /// Deterministic pseudo-random weights for `cfg`, HF names and shapes.
-pub(super) fn tiny_weights(cfg: &Gemma3Config, seed: u32) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+pub(crate) fn tiny_weights(cfg: &Gemma3Config, seed: u32) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
     let mut rng = Rng(seed.wrapping_mul(2_654_435_761) | 1);
     let (h, d, f) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
     let (nq, nkv) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
@@ -69,7 +69,7 @@ pub(super) fn tiny_weights(cfg: &Gemma3Config, seed: u32) -> BTreeMap<String, (V
 }
 
 /// Logits of every position, feeding `tokens` in chunks of `chunk`.
-pub(super) fn all_logits(m: &Gemma3, tokens: &[u32], chunk: usize) -> Vec<f32> {
+pub(crate) fn all_logits(m: &Gemma3, tokens: &[u32], chunk: usize) -> Vec<f32> {
     let mut cache = m.new_cache();
     let mut out = Vec::with_capacity(tokens.len() * m.cfg.vocab_size);
     let mut next = 0;

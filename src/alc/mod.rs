@@ -1,0 +1,39 @@
+//! The ALC pipeline: a Gemma 3 checkpoint to a validated `q4bf16_1` package
+//! for an MLC-style mobile runtime.
+//!
+//! ```text
+//! checkpoint (GGUF | HF dir) ──quantize──▶ parameter dir ──package──▶ .tar [.tar.zst]
+//!   checkpoint.rs, hf.rs       quantize.rs   chat_config.rs  package.rs
+//!                                                                 │
+//!        source ─────────────────────validate (validate.rs)◀──────┘
+//! ```
+//!
+//! Each step is an `avac alc <step>` process (see `src/cli/alc.rs`); the
+//! runner chains them for `rule = "alc"` targets.
+
+pub mod chat_config;
+pub mod checkpoint;
+pub mod hf;
+pub mod package;
+pub mod quantize;
+pub mod validate;
+
+use crate::formats::gguf::GgufFile;
+use checkpoint::{Checkpoint, GgufCheckpoint};
+use std::path::Path;
+
+/// Opens a checkpoint: a directory is a Hugging Face checkpoint, a file a
+/// GGUF; calls `f` with it.
+pub fn with_checkpoint<R>(path: &Path, f: impl FnOnce(&dyn Checkpoint) -> Result<R, Box<dyn std::error::Error>>) -> Result<R, Box<dyn std::error::Error>> {
+    if path.is_dir() {
+        let c = hf::HfCheckpoint::open(path)?;
+        f(&c)
+    } else {
+        let g = GgufFile::read(path)?;
+        let c = GgufCheckpoint::new(&g).map_err(|e| format!("{}: {e}", path.display()))?;
+        f(&c)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,299 @@
+//! The ALC package: a `q4bf16_1` parameter directory (what
+//! [`super::quantize`] writes) plus pinned native libraries, as one
+//! deterministic `.tar` (and optionally `.tar.zst`); and the reader that
+//! loads a package, directory or archive, back into the reference runtime.
+//!
+//! # Layout inside the archive (flat, as MLC's runtime reads a model directory)
+//!
+//! ```text
+//! mlc-chat-config.json
+//! tensor-cache.json
+//! params_shard_0.bin … params_shard_N.bin
+//! tokenizer.json [tokenizer.model] [tokenizer_config.json]
+//! lib/<abi>/<name>.so          only when the target declares native libraries
+//! ```
+//!
+//! Every library is checked with [`crate::package::elf::check_lib`] against
+//! the ABI it is declared for before anything is written; a mismatch names
+//! the file (the seed's `UnsatisfiedLinkError` case).
+//!
+//! # Reading
+//!
+//! [`Package::open`] takes the directory or the `.tar`. An archive is first
+//! checked whole by [`tar::list`] (checksums, safe paths, nothing after the
+//! end) and extracted into a private temporary directory; then
+//! [`tensor_cache::verify`] checks every shard's size and md5 and every
+//! record's placement, and `mlc-chat-config.json` is parsed strictly. Only
+//! then are tensors read. A [`Package`] is a [`Gemma3Weights`]: it undoes
+//! the layout (dequantizes, splits `gate_up_proj`, turns `1 + w` norms back
+//! into `w`) so the same forward runs the source and the package.
+
+use super::chat_config::{self, ChatConfig};
+use super::quantize::PREFIX;
+use crate::model::gemma3::{Gemma3Error, Gemma3Weights};
+use crate::package::elf::{self, Abi};
+use crate::package::tar;
+use crate::package::tensor_cache::{self, Dtype, TensorCache};
+use crate::quant::q4::{self, Q4Tensor};
+use std::path::{Path, PathBuf};
+
+/// A native library to ship for one ABI.
+#[derive(Clone, Debug)]
+pub struct NativeLib {
+    /// The ABI it must be built for.
+    pub abi: Abi,
+    /// The file to copy.
+    pub file: PathBuf,
+    /// Its name inside `lib/<abi>/`.
+    pub name: String,
+}
+
+/// Failures assembling or reading a package.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    /// A library does not match its ABI, or is not a shared object.
+    #[error("native library {name} for {abi}: {source}")]
+    Lib {
+        /// Name inside the package.
+        name: String,
+        /// Declared ABI.
+        abi: Abi,
+        /// The ELF check's error (names the file).
+        source: elf::ElfError,
+    },
+    /// A library name is not a plain `.so` file name.
+    #[error("native library name {name:?} must be a plain file name ending in .so")]
+    LibName {
+        /// The name.
+        name: String,
+    },
+    /// The parameter directory is incomplete or has unexpected files.
+    #[error("{dir}: {why}")]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// Tar error.
+    #[error(transparent)]
+    Tar(#[from] tar::TarError),
+    /// Tensor cache error.
+    #[error("{path}: {source}")]
+    Cache {
+        /// The package.
+        path: String,
+        /// The error.
+        source: tensor_cache::TensorCacheError,
+    },
+    /// Config or tensor error.
+    #[error("{path}: {source}")]
+    Model {
+        /// The package.
+        path: String,
+        /// The error.
+        source: Gemma3Error,
+    },
+    /// I/O error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PackageError + '_ {
+    move |source| PackageError::Io { path: path.to_path_buf(), source }
+}
+
+/// The files of a parameter directory, checked: the chat config, the tensor
+/// cache and its shards, the tokenizer files it lists, nothing else.
+fn dir_files(dir: &Path) -> Result<Vec<String>, PackageError> {
+    let bad = |why: String| PackageError::Dir { dir: dir.to_path_buf(), why };
+    let cache = tensor_cache::verify(dir).map_err(|source| PackageError::Cache { path: dir.display().to_string(), source })?;
+    let chat_bytes = std::fs::read(dir.join(chat_config::FILE)).map_err(io_err(&dir.join(chat_config::FILE)))?;
+    let chat = chat_config::parse(&chat_bytes).map_err(|source| PackageError::Model { path: dir.display().to_string(), source })?;
+    let mut expected: Vec<String> = vec![chat_config::FILE.into(), tensor_cache::CACHE_FILE.into()];
+    expected.extend(cache.records.iter().map(|s| s.data_path.clone()));
+    for t in &chat.tokenizer_files {
+        if !chat_config::TOKENIZER_FILES.contains(&t.as_str()) {
+            return Err(bad(format!("tokenizer file {t:?} is not one of {:?}", chat_config::TOKENIZER_FILES)));
+        }
+        expected.push(t.clone());
+    }
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let e = e.map_err(io_err(dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.file_type().map_err(io_err(dir))?.is_file() {
+            return Err(bad(format!("{name} is not a regular file")));
+        }
+        found.push(name);
+    }
+    found.sort();
+    expected.sort();
+    if found != expected {
+        let missing: Vec<_> = expected.iter().filter(|e| !found.contains(e)).collect();
+        let extra: Vec<_> = found.iter().filter(|f| !expected.contains(f)).collect();
+        return Err(bad(format!("files do not match the package layout (missing {missing:?}, unexpected {extra:?})")));
+    }
+    Ok(found)
+}
+
+/// Writes the package archive `out` from the parameter directory `dir` and
+/// `libs`; with `zstd`, also `out` + `.zst`. Nothing is written when a check
+/// fails. Returns the archive's (and compressed file's) digest.
+pub fn assemble(dir: &Path, libs: &[NativeLib], out: &Path, options: &tar::Options, zstd: bool) -> Result<(tar::Written, Option<tar::Written>), PackageError> {
+    let files = dir_files(dir)?;
+    let mut inputs: Vec<tar::Input> = files.iter().map(|f| tar::Input { path: f.clone(), source: tar::Source::File(dir.join(f)), executable: false }).collect();
+    for lib in libs {
+        let plain = !lib.name.is_empty() && !lib.name.contains('/') && !lib.name.starts_with('.') && lib.name.ends_with(".so");
+        if !plain {
+            return Err(PackageError::LibName { name: lib.name.clone() });
+        }
+        elf::check_lib(&lib.file, lib.abi).map_err(|source| PackageError::Lib { name: lib.name.clone(), abi: lib.abi, source })?;
+        inputs.push(tar::Input { path: format!("lib/{}/{}", lib.abi.name(), lib.name), source: tar::Source::File(lib.file.clone()), executable: false });
+    }
+    let written = tar::write(out, inputs, options)?;
+    let zst = if zstd {
+        let z = out.with_file_name(format!("{}.zst", out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+        match tar::compress(out, &z) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                let _ = std::fs::remove_file(out);
+                return Err(e.into());
+            }
+        }
+    } else {
+        None
+    };
+    Ok((written, zst))
+}
+
+/// A package opened for reading.
+pub struct Package {
+    dir: PathBuf,
+    _extracted: Option<tempfile::TempDir>,
+    display: String,
+    /// The parsed `mlc-chat-config.json`.
+    pub chat: ChatConfig,
+    /// The verified `tensor-cache.json`.
+    pub cache: TensorCache,
+    /// Native libraries inside (`lib/<abi>/<name>`), sorted.
+    pub libs: Vec<String>,
+}
+
+impl Package {
+    /// Opens a package directory or `.tar` (see the module docs for the checks).
+    pub fn open(path: &Path) -> Result<Package, PackageError> {
+        let display = path.display().to_string();
+        let (dir, extracted, libs) = if path.is_dir() {
+            (path.to_path_buf(), None, vec![])
+        } else {
+            let tmp = tempfile::Builder::new().prefix("avac-package-").tempdir().map_err(io_err(path))?;
+            let entries = tar::extract(path, tmp.path())?;
+            let libs: Vec<String> = entries.iter().filter(|e| e.kind == tar::Kind::File && e.path.starts_with("lib/")).map(|e| e.path.clone()).collect();
+            if libs.is_empty() {
+                (tmp.path().to_path_buf(), Some(tmp), libs)
+            } else {
+                // The parameter files are checked apart from the libraries.
+                let lib_dir = tmp.path().join("lib");
+                let moved = tmp.path().join(".libs");
+                std::fs::rename(&lib_dir, &moved).map_err(io_err(&lib_dir))?;
+                let params = tempfile::Builder::new().prefix("avac-package-").tempdir().map_err(io_err(path))?;
+                for e in std::fs::read_dir(tmp.path()).map_err(io_err(tmp.path()))? {
+                    let e = e.map_err(io_err(tmp.path()))?;
+                    if e.file_name() != ".libs" {
+                        std::fs::rename(e.path(), params.path().join(e.file_name())).map_err(io_err(&e.path()))?;
+                    }
+                }
+                (params.path().to_path_buf(), Some(params), libs)
+            }
+        };
+        dir_files(&dir).map_err(|e| match e {
+            PackageError::Dir { why, .. } => PackageError::Dir { dir: path.to_path_buf(), why },
+            other => other,
+        })?;
+        let model = |source| PackageError::Model { path: display.clone(), source };
+        let chat = chat_config::parse(&std::fs::read(dir.join(chat_config::FILE)).map_err(io_err(&dir))?).map_err(model)?;
+        let cache = TensorCache::read(&dir).map_err(|source| PackageError::Cache { path: display.clone(), source })?;
+        Ok(Package { dir, _extracted: extracted, display, chat, cache, libs })
+    }
+
+    /// The tokenizer the package ships.
+    pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer, PackageError> {
+        let p = self.dir.join("tokenizer.json");
+        tokenizers::Tokenizer::from_file(&p).map_err(|e| PackageError::Dir { dir: PathBuf::from(&self.display), why: format!("tokenizer.json: {e}") })
+    }
+
+    fn stored(&self, name: &str, dtype: Dtype) -> Result<(Vec<usize>, Vec<u8>), Gemma3Error> {
+        let read = |why: String| Gemma3Error::Read { name: name.to_string(), why: format!("{}: {why}", self.display) };
+        let (_, rec) = self.cache.find(name).ok_or_else(|| Gemma3Error::MissingTensor { name: format!("{name} (in {})", self.display) })?;
+        if rec.dtype != dtype {
+            return Err(read(format!("dtype {} where {} is expected", rec.dtype, dtype)));
+        }
+        let shape = rec.shape.iter().map(|&d| usize::try_from(d).map_err(|_| read("shape overflows".into()))).collect::<Result<Vec<_>, _>>()?;
+        let bytes = self.cache.read_tensor(&self.dir, name).map_err(|e| read(e.to_string()))?;
+        Ok((shape, bytes))
+    }
+
+    /// A quantized weight `{mlc}.q_weight` / `{mlc}.q_scale`, dequantized: `([out, in], values)`.
+    fn dequantized(&self, mlc: &str) -> Result<(Vec<usize>, Vec<f32>), Gemma3Error> {
+        let (ws, wb) = self.stored(&format!("{mlc}.q_weight"), Dtype::U32)?;
+        let (ss, sb) = self.stored(&format!("{mlc}.q_scale"), Dtype::BF16)?;
+        let read = |why: String| Gemma3Error::Read { name: mlc.to_string(), why: format!("{}: {why}", self.display) };
+        let ([out, words], [sout, groups]) = (ws.as_slice(), ss.as_slice()) else {
+            return Err(read(format!("q_weight {ws:?} and q_scale {ss:?} must be 2-D")));
+        };
+        let inp = words * q4::ELEMS_PER_WORD;
+        if sout != out || *groups == 0 || inp % groups != 0 {
+            return Err(read(format!("q_scale shape {ss:?} does not fit q_weight {ws:?}")));
+        }
+        let q_weight = wb.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let q_scale = sb.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let t = Q4Tensor::from_parts(q_weight, q_scale, *out, inp, inp / groups).map_err(|e| read(e.to_string()))?;
+        Ok((vec![*out, inp], q4::dequantize(&t)))
+    }
+
+    /// Group size of the `q4bf16_1` weights (from the embedding's shapes).
+    pub fn group_size(&self) -> Result<usize, Gemma3Error> {
+        let name = format!("{PREFIX}model.embed_tokens");
+        let (_, w) = self.cache.find(&format!("{name}.q_weight")).ok_or_else(|| Gemma3Error::MissingTensor { name: format!("{name}.q_weight") })?;
+        let (_, s) = self.cache.find(&format!("{name}.q_scale")).ok_or_else(|| Gemma3Error::MissingTensor { name: format!("{name}.q_scale") })?;
+        match (w.shape.get(1), s.shape.get(1)) {
+            (Some(&words), Some(&groups)) if groups > 0 => Ok((words as usize * q4::ELEMS_PER_WORD) / groups as usize),
+            _ => Err(Gemma3Error::Read { name, why: "bad shapes".into() }),
+        }
+    }
+}
+
+impl Gemma3Weights for Package {
+    fn tensor(&self, hf_name: &str) -> Result<(Vec<usize>, Vec<f32>), Gemma3Error> {
+        if hf_name.ends_with("norm.weight") {
+            let (shape, bytes) = self.stored(&format!("{PREFIX}{hf_name}"), Dtype::BF16)?;
+            // Stored as bfloat16 `1 + w`. The forward adds the 1 back: `1 + (v - 1)`
+            // is `v` exactly for every bfloat16 `v` of magnitude 2^-16 or more
+            // (the GGUF path shifts the same way).
+            let v = bytes.chunks_exact(2).map(|c| q4::bf16_to_f32(u16::from_le_bytes([c[0], c[1]])) - 1.0).collect();
+            return Ok((shape, v));
+        }
+        let Some(stem) = hf_name.strip_suffix(".weight") else {
+            return Err(Gemma3Error::MissingTensor { name: hf_name.into() });
+        };
+        let fused = stem.strip_suffix(".mlp.gate_proj").map(|p| (p, 0)).or_else(|| stem.strip_suffix(".mlp.up_proj").map(|p| (p, 1)));
+        match fused {
+            Some((layer, half)) => {
+                let (shape, v) = self.dequantized(&format!("{PREFIX}{layer}.mlp.gate_up_proj"))?;
+                let (rows, cols) = (shape[0], shape[1]);
+                if rows % 2 != 0 {
+                    return Err(Gemma3Error::Read { name: hf_name.into(), why: format!("gate_up_proj has an odd row count {rows}") });
+                }
+                let h = rows / 2;
+                Ok((vec![h, cols], v[half * h * cols..(half + 1) * h * cols].to_vec()))
+            }
+            None => self.dequantized(&format!("{PREFIX}{stem}")),
+        }
+    }
+}

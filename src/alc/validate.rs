@@ -1,0 +1,245 @@
+//! `avac alc validate`: the package against its unquantized source, on a
+//! fixed text kept in the repository.
+//!
+//! Both models run through the same reference forward
+//! ([`crate::model::gemma3`]): the source dequantized to f32 from its own
+//! file, the package dequantized from `q4bf16_1` by [`Package`]. The text is
+//! fed with BOS in chunks of [`CHUNK`] tokens to both models in lockstep, so
+//! only one chunk of logits per model is held at a time. Per position `i`
+//! (predicting token `i + 1`):
+//!
+//! - `log p(t[i+1])` under each model → perplexity `exp(-mean)`;
+//! - top-1 agreement: the two arg-maxes (lowest id on ties) are equal;
+//! - `KL(P_source ‖ P_package) = Σ_v p_s(v) (log p_s(v) − log p_p(v))`,
+//!   in f64 with `libm`, summed over the vocabulary left to right.
+//!
+//! Positions are computed in parallel and reduced in position order, so
+//! every figure but the timings is the same for any thread count. Then the
+//! package alone generates greedily from each fixed prompt (tokens/s), and
+//! the process's peak RSS is read after the package-only phase and at the
+//! end. Gates ([`AlcValidateParams`]) decide the exit status; the report is
+//! written either way.
+
+use super::checkpoint::Checkpoint;
+use super::package::Package;
+use crate::model::gemma3::{argmax, perplexity, Gemma3};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Instant;
+
+/// Tokens per forward call during the comparison.
+pub const CHUNK: usize = 32;
+
+/// Gates and fixed prompts, declared per target under `validate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlcValidateParams {
+    /// Largest allowed `perplexity(package) / perplexity(source)`.
+    #[serde(default = "default_ppl_ratio")]
+    pub max_ppl_ratio: f64,
+    /// Smallest allowed top-1 agreement with the source.
+    #[serde(default = "default_agreement")]
+    pub min_top1_agreement: f64,
+    /// Largest allowed mean KL divergence (nats), if set.
+    #[serde(default)]
+    pub max_mean_kl: Option<f64>,
+    /// Minimum tokens the text must have (the 2,000).
+    #[serde(default = "default_min_tokens")]
+    pub min_tokens: usize,
+    /// Prompts for greedy samples.
+    #[serde(default = "default_prompts")]
+    pub prompts: Vec<String>,
+    /// New tokens per sample.
+    #[serde(default = "default_max_new")]
+    pub max_new: usize,
+}
+
+fn default_ppl_ratio() -> f64 {
+    1.25
+}
+fn default_agreement() -> f64 {
+    0.80
+}
+fn default_min_tokens() -> usize {
+    2000
+}
+fn default_prompts() -> Vec<String> {
+    ["The capital of France is", "Here is a recipe for bread:", "def fibonacci(n):"].iter().map(|s| s.to_string()).collect()
+}
+fn default_max_new() -> usize {
+    24
+}
+
+impl Default for AlcValidateParams {
+    fn default() -> Self {
+        serde_json::from_value(json!({})).expect("all fields have defaults")
+    }
+}
+
+/// Outcome: the JSON report and whether every gate passed.
+pub struct Validation {
+    /// The report.
+    pub report: serde_json::Value,
+    /// Gate failures (empty: passed).
+    pub failures: Vec<String>,
+}
+
+/// Per-position comparison figures.
+struct Pos {
+    lp_src: f64,
+    lp_pkg: f64,
+    agree: bool,
+    kl: f64,
+}
+
+fn compare(src: &[f32], pkg: &[f32], next: usize) -> Pos {
+    // log Σ exp(l): the max, then the sum left to right with `libm::exp`.
+    let lse = |l: &[f32]| {
+        let max = l.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m }) as f64;
+        let mut s = 0.0f64;
+        for &x in l {
+            s += libm::exp(f64::from(x) - max);
+        }
+        max + libm::log(s)
+    };
+    let (zs, zp) = (lse(src), lse(pkg));
+    let mut kl = 0.0f64;
+    for (&a, &b) in src.iter().zip(pkg) {
+        let ls = f64::from(a) - zs;
+        kl += libm::exp(ls) * (ls - (f64::from(b) - zp));
+    }
+    Pos { lp_src: f64::from(src[next]) - zs, lp_pkg: f64::from(pkg[next]) - zp, agree: argmax(src) == argmax(pkg), kl }
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Greedy samples from `model`: `(prompt, ids, text, seconds)` per prompt.
+fn samples(model: &Gemma3, tok: &tokenizers::Tokenizer, p: &AlcValidateParams, eos: &[u32]) -> Result<(Vec<serde_json::Value>, f64), Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    let (mut n, mut secs) = (0usize, 0f64);
+    for prompt in &p.prompts {
+        let ids = tok.encode(prompt.as_str(), true).map_err(|e| format!("encoding {prompt:?}: {e}"))?.get_ids().to_vec();
+        let t = Instant::now();
+        let new = model.greedy(&ids, p.max_new, eos)?;
+        secs += t.elapsed().as_secs_f64();
+        n += new.len();
+        let text = tok.decode(&new, true).map_err(|e| format!("decoding: {e}"))?;
+        out.push(json!({ "prompt": prompt, "ids": new, "text": text }));
+    }
+    Ok((out, if secs > 0.0 { n as f64 / secs } else { 0.0 }))
+}
+
+/// Validates `pkg` against `source` on `text`.
+pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text: &str, p: &AlcValidateParams) -> Result<Validation, Box<dyn std::error::Error>> {
+    let tok = pkg.tokenizer()?;
+    let ids = tok.encode(text, true).map_err(|e| format!("encoding the validation text: {e}"))?.get_ids().to_vec();
+    if ids.len() < p.min_tokens {
+        return Err(format!("the validation text has {} tokens; the target asks for at least {}", ids.len(), p.min_tokens).into());
+    }
+    if pkg.chat.model != *source.config() {
+        return Err(format!("{pkg_display}: mlc-chat-config.json's model config differs from the source {}'s", source.display()).into());
+    }
+    let t = Instant::now();
+    let package_model = Gemma3::load(&pkg.chat.model, pkg).map_err(|e| format!("{pkg_display}: {e}"))?;
+    let load_pkg = t.elapsed().as_secs_f64();
+    let (pkg_samples, tok_per_s) = samples(&package_model, &tok, p, &pkg.chat.ids.eos)?;
+    let rss_package = peak_rss_bytes();
+
+    let t = Instant::now();
+    let source_model = Gemma3::load(source.config(), source).map_err(|e| format!("{}: {e}", source.display()))?;
+    let load_src = t.elapsed().as_secs_f64();
+    let (src_samples, _) = samples(&source_model, &tok, p, &pkg.chat.ids.eos)?;
+
+    let t = Instant::now();
+    let vocab = pkg.chat.model.vocab_size;
+    let (mut cs, mut cp) = (source_model.new_cache(), package_model.new_cache());
+    let mut pos: Vec<Pos> = Vec::with_capacity(ids.len());
+    for (c, chunk) in ids.chunks(CHUNK).enumerate() {
+        let start = c * CHUNK;
+        let mut ls = vec![0f32; chunk.len() * vocab];
+        let mut lpk = vec![0f32; chunk.len() * vocab];
+        source_model.forward(chunk, &mut cs, &mut |i, l| ls[(i - start) * vocab..(i - start + 1) * vocab].copy_from_slice(l))?;
+        package_model.forward(chunk, &mut cp, &mut |i, l| lpk[(i - start) * vocab..(i - start + 1) * vocab].copy_from_slice(l))?;
+        let n = chunk.len().min(ids.len() - 1 - start);
+        let got: Vec<Pos> = (0..n)
+            .into_par_iter()
+            .map(|r| compare(&ls[r * vocab..(r + 1) * vocab], &lpk[r * vocab..(r + 1) * vocab], ids[start + r + 1] as usize))
+            .collect();
+        pos.extend(got);
+    }
+    let compare_secs = t.elapsed().as_secs_f64();
+    let n = pos.len();
+    let lp_src: Vec<f64> = pos.iter().map(|q| q.lp_src).collect();
+    let lp_pkg: Vec<f64> = pos.iter().map(|q| q.lp_pkg).collect();
+    let (ppl_src, ppl_pkg) = (perplexity(&lp_src), perplexity(&lp_pkg));
+    let agreement = pos.iter().filter(|q| q.agree).count() as f64 / n as f64;
+    let mut kl_sum = 0.0f64;
+    let mut kl_max = 0.0f64;
+    for q in &pos {
+        kl_sum += q.kl;
+        kl_max = kl_max.max(q.kl);
+    }
+    let mean_kl = kl_sum / n as f64;
+    let ratio = ppl_pkg / ppl_src;
+
+    let mut failures = Vec::new();
+    if ratio.is_nan() || ratio > p.max_ppl_ratio {
+        failures.push(format!("perplexity ratio {ratio:.4} exceeds {}", p.max_ppl_ratio));
+    }
+    if agreement < p.min_top1_agreement {
+        failures.push(format!("top-1 agreement {agreement:.4} is below {}", p.min_top1_agreement));
+    }
+    if let Some(max) = p.max_mean_kl {
+        if mean_kl.is_nan() || mean_kl > max {
+            failures.push(format!("mean KL {mean_kl:.5} exceeds {max}"));
+        }
+    }
+    let report = json!({
+        "package": pkg_display,
+        "source": source.display(),
+        "quantization": pkg.chat.quantization,
+        "group_size": pkg.group_size()?,
+        "text_tokens": ids.len(),
+        "positions": n,
+        "perplexity": { "source": ppl_src, "package": ppl_pkg, "ratio": ratio },
+        "top1_agreement": agreement,
+        "kl": { "mean": mean_kl, "max": kl_max },
+        "gates": { "max_ppl_ratio": p.max_ppl_ratio, "min_top1_agreement": p.min_top1_agreement, "max_mean_kl": p.max_mean_kl, "passed": failures.is_empty(), "failures": failures },
+        "samples": { "package": pkg_samples, "source": src_samples },
+        "timing_not_deterministic": {
+            "package_load_s": load_pkg,
+            "source_load_s": load_src,
+            "package_decode_tokens_per_s": tok_per_s,
+            "comparison_s": compare_secs,
+            "comparison_tokens_per_s_both_models": n as f64 / compare_secs,
+            "threads": rayon::current_num_threads(),
+            "peak_rss_package_only_bytes": rss_package,
+            "peak_rss_bytes": peak_rss_bytes(),
+        },
+    });
+    Ok(Validation { report, failures })
+}
+
+/// Per-position scores of `ids` under `model`: the arg-max (lowest id on
+/// ties) and `log p(ids[i + 1])` for every position `i` but the last, fed
+/// [`CHUNK`] tokens at a time.
+pub fn score(model: &Gemma3, ids: &[u32]) -> Result<(Vec<u32>, Vec<f64>), Box<dyn std::error::Error>> {
+    let mut cache = model.new_cache();
+    let (mut top, mut lp) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
+    for chunk in ids.chunks(CHUNK) {
+        model.forward(chunk, &mut cache, &mut |i, l| {
+            if let Some(&next) = ids.get(i + 1) {
+                top.push(argmax(l));
+                lp.push(crate::model::gemma3::log_softmax_at(l, next as usize));
+            }
+        })?;
+    }
+    Ok((top, lp))
+}
