@@ -192,7 +192,16 @@ pub fn quantize(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, out: &Path) -
     }
     let mut report = None;
     crate::build::atomic::dir(out, |tmp: &Path| -> Result<(), Box<dyn std::error::Error>> {
-        report = Some(write_package_dir(ckpt, params, &cfg, tmp)?);
+        // Every message names the checkpoint (some errors already do).
+        let r = write_package_dir(ckpt, params, &cfg, tmp).map_err(|e| -> Box<dyn std::error::Error> {
+            let m = e.to_string();
+            if m.contains(ckpt.display()) {
+                m.into()
+            } else {
+                format!("{}: {m}", ckpt.display()).into()
+            }
+        })?;
+        report = Some(r);
         Ok(())
     })?;
     Ok(report.expect("set on success"))

@@ -13,11 +13,23 @@
 //! convert = { classes = 100, pooling = "mean-normalized", max_seq_len = 128 }
 //! quantize = { calibration = { method = "min-max" } }  # optional: INT8 (else FP32)
 //! validate = { max_abs_logit_diff = 1e-3, int8 = { min_agreement = 0.99 } }
+//!
+//! [targets.gemma3-270m-q4bf16]
+//! rule = "alc"                       # the ALC pipeline
+//! description = "…"
+//! model = ["gemma3-270m-gguf"]       # one .gguf, or the files of a HF directory
+//! text = "alc-eval-text"             # the fixed validation text
+//! artifact = "ava-GE3-270m-q4bf16_1.tar"
+//! quantize = { group_size = 128 }    # q4bf16_1 (scale = "max_abs" | "mse_search")
+//! package = { zstd = true, libs = [{ abi = "arm64-v8a", name = "libtvm_runtime.so", source = "…" }] }
+//! validate = { max_ppl_ratio = 3.5, min_top1_agreement = 0.4 }
 //! ```
 
 use crate::aon::convert::ConvertParams;
 use crate::aon::quantize::QuantizeParams;
 use crate::aon::validate::ValidateParams;
+use crate::alc::quantize::AlcQuantizeParams;
+use crate::alc::validate::AlcValidateParams;
 use crate::store::Source;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,6 +42,7 @@ pub const EMBEDDED: &str = include_str!("../../rules/targets.toml");
 pub const EMBEDDED_FILES: &[(&str, &[u8])] = &[
     ("data/intents/voice-assistant.json", include_bytes!("../../data/intents/voice-assistant.json")),
     ("data/intents/calibration.json", include_bytes!("../../data/intents/calibration.json")),
+    ("data/alc/eval-text.txt", include_bytes!("../../data/alc/eval-text.txt")),
 ];
 
 /// Failures reading the declaration.
@@ -81,6 +94,16 @@ pub enum DeclError {
         /// What is wrong with it.
         why: String,
     },
+    /// A target's fields are inconsistent.
+    #[error("{path}: target {target}: {why}")]
+    BadTarget {
+        /// The file.
+        path: PathBuf,
+        /// The target.
+        target: String,
+        /// What is wrong.
+        why: String,
+    },
     /// No such target.
     #[error("unknown target {name:?}; known targets: {known}")]
     UnknownTarget {
@@ -91,20 +114,20 @@ pub enum DeclError {
     },
 }
 
-/// The pipeline a target runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Rule {
-    /// Encoder → intent classifier → ONNX.
-    Aon,
+/// One target: the pipeline it runs (`rule`) and that pipeline's fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "lowercase")]
+pub enum Target {
+    /// Encoder → intent classifier → ONNX (INT8).
+    Aon(AonTarget),
+    /// Gemma 3 → `q4bf16_1` package (`.tar`).
+    Alc(AlcTarget),
 }
 
-/// One target.
+/// `rule = "aon"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Target {
-    /// Pipeline.
-    pub rule: Rule,
+pub struct AonTarget {
     /// One line for `avac targets`.
     pub description: String,
     /// Built by README's main job.
@@ -129,15 +152,107 @@ pub struct Target {
     pub validate: ValidateParams,
 }
 
+/// A native library shipped in an ALC package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LibDecl {
+    /// Android ABI (`arm64-v8a`, `armeabi-v7a`, `x86_64`, `x86`).
+    pub abi: String,
+    /// File name inside `lib/<abi>/`.
+    pub name: String,
+    /// The pinned source holding the library.
+    pub source: String,
+}
+
+/// Packaging options of an ALC target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageParams {
+    /// Also publish `ARTIFACT.zst` (pinned zstd parameters).
+    #[serde(default)]
+    pub zstd: bool,
+    /// Native libraries, each checked against its ABI.
+    #[serde(default)]
+    pub libs: Vec<LibDecl>,
+}
+
+/// `rule = "alc"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlcTarget {
+    /// One line for `avac targets`.
+    pub description: String,
+    /// Built by README's main job.
+    #[serde(default)]
+    pub default: bool,
+    /// Sources forming the checkpoint: one `.gguf` file, or the files of a
+    /// Hugging Face directory.
+    pub model: Vec<String>,
+    /// The fixed validation text.
+    pub text: String,
+    /// Package file name (`….tar`).
+    pub artifact: String,
+    /// `q4bf16_1` parameters.
+    pub quantize: AlcQuantizeParams,
+    /// Packaging.
+    #[serde(default)]
+    pub package: PackageParams,
+    /// Validation gates.
+    #[serde(default)]
+    pub validate: AlcValidateParams,
+}
+
 impl Target {
     /// Every source the target reads, sorted.
     pub fn sources(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.model.iter().map(String::as_str).collect();
-        v.push(&self.intents);
-        v.extend(self.calibration.as_deref());
+        let mut v: Vec<&str> = Vec::new();
+        match self {
+            Target::Aon(t) => {
+                v.extend(t.model.iter().map(String::as_str));
+                v.push(&t.intents);
+                v.extend(t.calibration.as_deref());
+            }
+            Target::Alc(t) => {
+                v.extend(t.model.iter().map(String::as_str));
+                v.push(&t.text);
+                v.extend(t.package.libs.iter().map(|l| l.source.as_str()));
+            }
+        }
         v.sort();
         v.dedup();
         v
+    }
+
+    /// The rule's name as declared.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Target::Aon(_) => "aon",
+            Target::Alc(_) => "alc",
+        }
+    }
+
+    /// One line for `avac targets`.
+    pub fn description(&self) -> &str {
+        match self {
+            Target::Aon(t) => &t.description,
+            Target::Alc(t) => &t.description,
+        }
+    }
+
+    /// Built by README's main job.
+    pub fn is_default(&self) -> bool {
+        match self {
+            Target::Aon(t) => t.default,
+            Target::Alc(t) => t.default,
+        }
+    }
+
+    /// The artifact's file name.
+    pub fn artifact(&self) -> &str {
+        match self {
+            Target::Aon(t) => &t.artifact,
+            Target::Alc(t) => &t.artifact,
+        }
     }
 }
 
@@ -183,6 +298,18 @@ impl Loaded {
             }
         }
         for (t, target) in &decl.targets {
+            if let Target::Alc(a) = target {
+                let bad = |why: String| DeclError::BadTarget { path: path.into(), target: t.clone(), why };
+                for lib in &a.package.libs {
+                    lib.abi.parse::<crate::package::elf::Abi>().map_err(|e| bad(e.to_string()))?;
+                    if lib.name.contains('/') || !lib.name.ends_with(".so") {
+                        return Err(bad(format!("library name {:?} must be a plain file name ending in .so", lib.name)));
+                    }
+                }
+                if a.model.is_empty() {
+                    return Err(bad("model lists no source".into()));
+                }
+            }
             for s in target.sources() {
                 if !decl.sources.contains_key(s) {
                     return Err(DeclError::UnknownSource { path: path.into(), target: t.clone(), source_name: s.into() });
@@ -248,7 +375,7 @@ mod tests {
     #[test]
     fn embedded_declaration_parses_and_pins_embedded_files() {
         let l = Loaded::embedded();
-        assert!(l.decl.targets.values().filter(|t| t.default).count() == 1);
+        assert!(l.decl.targets.values().filter(|t| t.is_default()).count() == 1);
         for (path, bytes) in EMBEDDED_FILES {
             let sha = crate::store::hash_bytes(bytes);
             let pinned = l.decl.sources.values().any(|s| matches!(s, Source::File(f) if f.path == *path && f.sha256 == sha));

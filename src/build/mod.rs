@@ -9,5 +9,5 @@ pub mod atomic;
 pub mod decl;
 pub mod runner;
 
-pub use decl::{DeclError, Declaration, Loaded, Target};
+pub use decl::{AlcTarget, AonTarget, DeclError, Declaration, Loaded, Target};
 pub use runner::{build, BuildError, BuildOptions, BuildResult};

