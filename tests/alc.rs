@@ -198,6 +198,79 @@ fn llama_cpp_agrees_with_the_reference_forward_of_the_source() {
     let (pa, pb) = (a["perplexity"].as_f64().unwrap(), b["perplexity"].as_f64().unwrap());
     eprintln!("llama.cpp vs avac on {} positions: top-1 agreement {agree:.4}, perplexity {pb:.4} vs {pa:.4} ({:+.2}%)", ta.len(), 100.0 * (pa / pb - 1.0));
     assert_eq!(b["tokenized_same"], true, "llama.cpp tokenizes the text differently");
-    assert!(agree >= 0.95, "top-1 agreement {agree}");
+    assert!(agree >= 0.94, "top-1 agreement {agree} (measured 0.9574 with llama-cpp-python 0.3.16)");
     assert!((pa / pb - 1.0).abs() < 0.03, "perplexity {pa} vs llama.cpp {pb}");
+}
+
+/// The cheap oracle of the default tier: candle-transformers' own Gemma 3
+/// (`gemma3::Model`, f32) on the same dequantized weights, prefilling the
+/// first 96 tokens of the validation text in one call. Same math in a
+/// different implementation, so top-1 must agree almost everywhere.
+#[test]
+fn candle_gemma3_agrees_with_the_reference_forward_on_the_real_model() {
+    use avac::formats::gguf::GgufFile;
+    use avac::model::gemma3::{argmax, gguf, log_softmax_at, Gemma3, Gemma3Weights};
+    use candle_core::{DType, Device, Tensor};
+    use candle_transformers::models::gemma3 as cg;
+
+    let g = GgufFile::read(&gemma_gguf()).unwrap();
+    let cfg = gguf::config_from_gguf(&g).unwrap();
+    let w = gguf::GgufWeights::new(&g).unwrap();
+    let model = Gemma3::load(&cfg, &w).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let tj = d.path().join("tokenizer.json");
+    let o = avac(&repo(), &["alc", "tokenizer", "--source", gemma_gguf().to_str().unwrap(), "--out", tj.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tok = tokenizers::Tokenizer::from_file(&tj).unwrap();
+    let text = std::fs::read_to_string(repo().join("data/alc/eval-text.txt")).unwrap();
+    let mut ids = tok.encode(text.as_str(), true).unwrap().get_ids().to_vec();
+    ids.truncate(96);
+    let mut ours = Vec::new();
+    model.forward(&ids, &mut model.new_cache(), &mut |_, l| ours.push(l.to_vec())).unwrap();
+    drop(model);
+
+    let dev = Device::Cpu;
+    let ts: std::collections::HashMap<String, Tensor> = w
+        .hf_names()
+        .map(|n| {
+            let (shape, v) = w.tensor(n).unwrap();
+            (n.to_string(), Tensor::from_vec(v, shape.as_slice(), &dev).unwrap())
+        })
+        .collect();
+    let ccfg = cg::Config {
+        attention_bias: false,
+        head_dim: cfg.head_dim,
+        hidden_activation: candle_nn::Activation::GeluPytorchTanh,
+        hidden_size: cfg.hidden_size,
+        intermediate_size: cfg.intermediate_size,
+        num_attention_heads: cfg.num_attention_heads,
+        num_hidden_layers: cfg.num_hidden_layers,
+        num_key_value_heads: cfg.num_key_value_heads,
+        rms_norm_eps: cfg.rms_norm_eps,
+        rope_theta: cfg.rope_theta,
+        rope_local_base_freq: cfg.rope_local_base_freq,
+        vocab_size: cfg.vocab_size,
+        final_logit_softcapping: None,
+        attn_logit_softcapping: None,
+        query_pre_attn_scalar: cfg.query_pre_attn_scalar as usize,
+        sliding_window: cfg.sliding_window,
+        sliding_window_pattern: cfg.sliding_window_pattern,
+        max_position_embeddings: 128,
+    };
+    let mut cm = cg::Model::new(false, &ccfg, candle_nn::VarBuilder::from_tensors(ts, DType::F32, &dev)).unwrap();
+    // One token at a time: candle's Gemma 3 returns the last position's logits only.
+    let theirs: Vec<Vec<f32>> = ids
+        .iter()
+        .enumerate()
+        .map(|(p, &t)| {
+            let x = Tensor::new(&[t], &dev).unwrap().unsqueeze(0).unwrap();
+            cm.forward(&x, p).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        })
+        .collect();
+    let n = ids.len() - 1;
+    let same = (0..n).filter(|&p| argmax(&ours[p]) == argmax(&theirs[p])).count();
+    let dlp: f64 = (0..n).map(|p| (log_softmax_at(&ours[p], ids[p + 1] as usize) - log_softmax_at(&theirs[p], ids[p + 1] as usize)).abs()).sum::<f64>() / n as f64;
+    eprintln!("candle gemma3 f32 vs avac on {n} positions: top-1 {same}/{n}, mean |Δ log p| {dlp:.2e}");
+    assert!(same + 1 >= n, "top-1 agreement {same}/{n}");
+    assert!(dlp < 1e-3, "mean |Δ log p| {dlp}");
 }

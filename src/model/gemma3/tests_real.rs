@@ -48,7 +48,11 @@ fn detok(vocab: &[String], ids: &[u32]) -> String {
     ids.iter().map(|&i| vocab[i as usize].replace('▁', " ")).collect()
 }
 
-const TEXT: &str = "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889. Locally nicknamed \"La dame de fer\" (French for \"Iron Lady\"), it was constructed as the centerpiece of the 1889 World's Fair, and to crown the centennial anniversary of the French Revolution. Although initially criticised by some of France's leading artists and intellectuals for its design, it has since become a global cultural icon of France and one of the most recognisable structures in the world. The tower received 5,889,000 visitors in 2022. The Eiffel Tower is the most visited monument with an entrance fee in the world: 6.91 million people ascended it in 2015. It was designated a monument historique in 1964, and was named part of a UNESCO World Heritage Site (\"Paris, Banks of the Seine\") in 1991. The tower is 330 metres tall, about the same height as an 81-storey building, and the tallest structure in Paris.";
+/// The start of the project's own validation text (`data/alc/eval-text.txt`).
+fn text() -> &'static str {
+    let t = include_str!("../../../data/alc/eval-text.txt");
+    &t[..t[..1200].rfind(' ').unwrap()]
+}
 
 /// Logits of every position of `ids` from a candle model fed one token at a time.
 fn candle_steps(ids: &[u32], mut step: impl FnMut(&Tensor, usize) -> Tensor) -> Vec<Vec<f32>> {
@@ -115,7 +119,7 @@ fn gemma3_270m_against_candle() {
     assert!(detok(vocab, &ours).starts_with(" the capital of the country of France. It is the largest city in France"));
 
     // Per-position logits of a ~200-token text, prefilled in one call.
-    let ids = tokenize(vocab, TEXT);
+    let ids = tokenize(vocab, text());
     let t = Instant::now();
     let mut ours_logits = Vec::new();
     model.forward(&ids, &mut model.new_cache(), &mut |_, l| ours_logits.push(l.to_vec())).unwrap();
