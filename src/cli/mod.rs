@@ -71,7 +71,7 @@ enum Cmd {
     /// AON pipeline steps (each a pure function from files to files).
     #[command(subcommand)]
     Aon(aon::AonCmd),
-    /// ALC pipeline steps (Gemma 3; in progress).
+    /// ALC pipeline steps (Gemma 3 → q4bf16_1 package).
     #[command(subcommand)]
     Alc(alc::AlcCmd),
 }
