@@ -42,10 +42,13 @@
 //!   tensor's alignment padding; a tensor past the end of the file is a
 //!   [`GgufError::TruncatedData`] naming it and the byte counts.
 //!
-//! The whole file is read into memory (the 270M Gemma is 253 MB);
-//! [`GgufFile::tensor_data`] borrows one tensor's bytes and
-//! [`GgufFile::dequantize_rows`] converts any row range, so a caller can
-//! convert one tensor, or one slice of a tensor, at a time.
+//! [`GgufFile::read`] keeps only the header in memory: it reads a prefix
+//! of the file (16 MiB, growing ×4 while the header does not fit) and
+//! later reads each tensor's bytes from disk when asked, so memory does not
+//! grow with the model. [`GgufFile::parse`] validates bytes already in
+//! memory (tests, small files). [`GgufFile::tensor_data`] returns one
+//! tensor's bytes and [`GgufFile::dequantize_rows`] converts any row range,
+//! so a caller can convert one tensor, or one slice of a tensor, at a time.
 
 pub mod dequant;
 mod error;
@@ -150,11 +153,23 @@ impl TensorInfo {
     }
 }
 
-/// A parsed and validated GGUF file, holding its bytes.
+/// Where the tensor data lives.
+#[derive(Debug)]
+enum Storage {
+    /// The whole file, in memory.
+    Memory(Vec<u8>),
+    /// The open file; byte ranges are read with positioned reads.
+    Disk(std::fs::File),
+}
+
+/// First header prefix read by [`GgufFile::read`].
+const HEADER_PREFIX: u64 = 16 << 20;
+
+/// A parsed and validated GGUF file.
 #[derive(Debug)]
 pub struct GgufFile {
     file: String,
-    bytes: Vec<u8>,
+    storage: Storage,
     version: u32,
     alignment: usize,
     metadata: BTreeMap<String, MetadataValue>,
@@ -164,17 +179,48 @@ pub struct GgufFile {
 }
 
 impl GgufFile {
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path`, keeping the tensor data on disk.
     pub fn read(path: &Path) -> Result<GgufFile> {
+        GgufFile::read_prefixed(path, HEADER_PREFIX)
+    }
+
+    /// [`GgufFile::read`] with the first prefix length given (tests use a tiny one).
+    pub(super) fn read_prefixed(path: &Path, first: u64) -> Result<GgufFile> {
+        use std::os::unix::fs::FileExt;
         let file = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| GgufError::Io { file: file.clone(), source })?;
-        GgufFile::parse(bytes, file)
+        let io = |source| GgufError::Io { file: file.clone(), source };
+        let f = std::fs::File::open(path).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        let mut n = len.min(first.max(1));
+        loop {
+            let mut prefix = vec![0u8; n as usize];
+            f.read_exact_at(&mut prefix, 0).map_err(io)?;
+            match GgufFile::parse_prefix(&prefix, len, file.clone()) {
+                // A header that does not fit the prefix (or whose counts
+                // only the whole file could hold) is read again, longer;
+                // with the whole file the error is the real one.
+                Err(_) if n < len => n = len.min(n.saturating_mul(4)),
+                Err(e) => return Err(e),
+                Ok(mut g) => {
+                    g.storage = Storage::Disk(f);
+                    return Ok(g);
+                }
+            }
+        }
     }
 
     /// Validates `bytes`; `file` names them in errors.
     pub fn parse(bytes: Vec<u8>, file: impl Into<String>) -> Result<GgufFile> {
-        let file = file.into();
-        let header = reader::parse_header(&bytes, &file)?;
+        let len = bytes.len() as u64;
+        let mut g = GgufFile::parse_prefix(&bytes, len, file.into())?;
+        g.storage = Storage::Memory(bytes);
+        Ok(g)
+    }
+
+    /// Parses the header in `prefix` of a file of `file_len` bytes and checks
+    /// the tensor layout against that length.
+    fn parse_prefix(prefix: &[u8], file_len: u64, file: String) -> Result<GgufFile> {
+        let header = reader::parse_header(prefix, &file)?;
         let alignment = alignment(&header.metadata, &file)?;
         let mut tensors = Vec::with_capacity(header.tensors.len());
         let mut by_name = BTreeMap::new();
@@ -190,10 +236,19 @@ impl GgufFile {
             what: "alignment padding".to_string(),
             offset: header.end as u64,
             needed: alignment as u64,
-            file_len: bytes.len() as u64,
+            file_len,
         })?;
-        check_layout(&tensors, data_start, bytes.len() as u64, alignment as u64, &file)?;
-        Ok(GgufFile { file, bytes, version: header.version, alignment, metadata: header.metadata, tensors, by_name, data_start: data_start as usize })
+        check_layout(&tensors, data_start, file_len, alignment as u64, &file)?;
+        Ok(GgufFile {
+            file,
+            storage: Storage::Memory(Vec::new()),
+            version: header.version,
+            alignment,
+            metadata: header.metadata,
+            tensors,
+            by_name,
+            data_start: data_start as usize,
+        })
     }
 
     /// The file name used in errors.
@@ -232,15 +287,23 @@ impl GgufFile {
     }
 
     /// The raw bytes of the tensor called `name`, as stored.
-    pub fn tensor_data(&self, name: &str) -> Result<&[u8]> {
+    pub fn tensor_data(&self, name: &str) -> Result<std::borrow::Cow<'_, [u8]>> {
         let t = self.tensor(name)?;
-        Ok(self.bytes_of(t))
+        self.bytes_at(self.data_start + t.offset, t.n_bytes)
     }
 
-    fn bytes_of(&self, t: &TensorInfo) -> &[u8] {
-        // In bounds: checked by `check_layout` when the file was parsed.
-        let begin = self.data_start + t.offset;
-        &self.bytes[begin..begin + t.n_bytes]
+    /// `len` bytes at file offset `begin` (in bounds: checked by
+    /// `check_layout` when the file was parsed).
+    fn bytes_at(&self, begin: usize, len: usize) -> Result<std::borrow::Cow<'_, [u8]>> {
+        use std::os::unix::fs::FileExt;
+        match &self.storage {
+            Storage::Memory(b) => Ok(std::borrow::Cow::Borrowed(&b[begin..begin + len])),
+            Storage::Disk(f) => {
+                let mut v = vec![0u8; len];
+                f.read_exact_at(&mut v, begin as u64).map_err(|source| GgufError::Io { file: self.file.clone(), source })?;
+                Ok(std::borrow::Cow::Owned(v))
+            }
+        }
     }
 
     /// The tensor called `name` as f32, in GGUF element order (which is HF
@@ -269,8 +332,8 @@ impl GgufFile {
             return Err(GgufError::OutputLength { file: self.file.clone(), tensor: tensor(), expected, actual: out.len() });
         }
         let row_bytes = t.row_len() / t.ggml_type.block_size() * t.ggml_type.type_size();
-        let src = &self.bytes_of(t)[rows.start * row_bytes..rows.end * row_bytes];
-        if !dequant::dequantize(t.ggml_type, src, out) {
+        let src = self.bytes_at(self.data_start + t.offset + rows.start * row_bytes, rows.len() * row_bytes)?;
+        if !dequant::dequantize(t.ggml_type, &src, out) {
             // Unreachable after the checks above; kept as an error, not a panic.
             return Err(GgufError::OutputLength { file: self.file.clone(), tensor: tensor(), expected, actual: out.len() });
         }

@@ -199,6 +199,34 @@ fn dequantizes_q8_0() {
 }
 
 #[test]
+fn reading_from_disk_equals_parsing_in_memory_and_header_prefixes_grow() {
+    // A header bigger than a tiny first prefix would be; the file on disk
+    // must give the same metadata, tensors and bytes as the parsed copy.
+    let tokens: Vec<String> = (0..5000).map(|i| format!("token-{i}")).collect();
+    let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let bytes = Builder::new().kv_str_array("tokenizer.ggml.tokens", &refs).tensor("t", &[4], GgmlType::F32, &[0u8, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64]).build();
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("x.gguf");
+    std::fs::write(&p, &bytes).unwrap();
+    let mem = parse(bytes.clone()).unwrap();
+    for first in [7, 1000, 1 << 24] {
+        let disk = GgufFile::read_prefixed(&p, first).unwrap();
+        assert_eq!(disk.metadata(), mem.metadata());
+        assert_eq!(disk.tensor_data("t").unwrap(), mem.tensor_data("t").unwrap());
+        assert_eq!(disk.dequantize("t").unwrap(), [1.0, 2.0, 3.0, 4.0]);
+    }
+    // Truncated on disk: the same error as in memory.
+    let cut = bytes.len() - 30; // inside the tensor's 16 bytes
+    std::fs::write(&p, &bytes[..cut]).unwrap();
+    let b = parse(bytes[..cut].to_vec()).err().expect("truncated in memory").to_string();
+    assert!(b.contains("'t'"), "{b}");
+    for first in [7, 1 << 24] {
+        let a = GgufFile::read_prefixed(&p, first).err().expect("truncated on disk").to_string();
+        assert_eq!(a.replace(&p.display().to_string(), "t.gguf"), b);
+    }
+}
+
+#[test]
 fn dequantizes_q4_0() {
     // d = 0.25; byte j holds element j (low nibble) and element j + 16 (high).
     let mut block = f16_bits(0.25).to_vec();
