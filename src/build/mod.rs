@@ -7,7 +7,10 @@
 
 pub mod atomic;
 pub mod decl;
+pub mod plan;
 pub mod runner;
+pub mod step;
 
 pub use decl::{AlcTarget, AonTarget, DeclError, Declaration, Loaded, Target};
+pub use plan::{plan, Plan, Step};
 pub use runner::{build, BuildError, BuildOptions, BuildResult};

@@ -3,6 +3,7 @@
 
 mod alc;
 mod aon;
+mod step;
 
 use crate::build::{self, BuildOptions, Loaded};
 use crate::store::{self, FetchOptions, Store};
@@ -74,6 +75,9 @@ enum Cmd {
     /// ALC pipeline steps (Gemma 3 → q4bf16_1 package).
     #[command(subcommand)]
     Alc(alc::AlcCmd),
+    /// The parts of `avac build` that the Nix rules run as derivations (see rules/README.md).
+    #[command(subcommand)]
+    BuildStep(step::StepCmd),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -188,5 +192,6 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
         }
         Cmd::Aon(cmd) => aon::run(cmd),
         Cmd::Alc(cmd) => alc::run(cmd),
+        Cmd::BuildStep(cmd) => step::run(cmd, || load(&cli.targets), cli.threads),
     }
 }

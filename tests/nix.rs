@@ -1,0 +1,197 @@
+//! The Nix rules (rules/*.nix) built by real Nix in its sandbox, through the
+//! nixpkgs-free test flake (tests/nix/flake.nix): a static avac as every
+//! builder, sources seeded by hash. The outputs must be golden/'s bytes, a
+//! `--check` rebuild of every derivation must agree, a wrong seed must fail
+//! with Nix's hash mismatch and the fix, and a bad target must fail at
+//! evaluation with its name.
+//!
+//! Skipped (with a note) when `nix` is missing, unless `AVAC_REQUIRE_NIX=1`
+//! (set by .ci/run), which turns a missing Nix into a failure. The static
+//! avac is `AVAC_NIX_AVAC` if set, else built here with
+//! `cargo build --release --target x86_64-unknown-linux-musl`.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SYSTEM: &str = "x86_64-linux";
+
+/// Sandbox on; as root without a daemon, no build users (Debian's nix-bin
+/// has no nixbld group); no binary cache (nothing here is in one, and the
+/// machine may be offline).
+const NIX_OPTIONS: &[&str] = &["--option", "sandbox", "true", "--option", "build-users-group", "", "--option", "substituters", ""];
+
+/// Whether to run: Nix present, or required (then its absence fails).
+fn nix_ready() -> bool {
+    let ok = Command::new("nix").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let required = std::env::var("AVAC_REQUIRE_NIX").as_deref() == Ok("1");
+    assert!(ok || !required, "AVAC_REQUIRE_NIX=1 but `nix` does not run (install Debian's nix-bin)");
+    if !ok {
+        eprintln!("skipped: `nix` is not installed (set AVAC_REQUIRE_NIX=1 to fail instead)");
+    }
+    ok
+}
+
+/// The statically linked avac the test flake uses as its builder.
+fn static_avac() -> PathBuf {
+    static BUILD: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = guard.as_ref() {
+        return p.clone();
+    }
+    let p = match std::env::var_os("AVAC_NIX_AVAC") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let target = "x86_64-unknown-linux-musl";
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let o = Command::new(cargo).current_dir(repo()).args(["build", "--release", "--bin", "avac", "--target", target]).output().expect("run cargo");
+            assert!(o.status.success(), "building the static avac failed (needs `rustup target add {target}` and musl-tools):\n{}", stderr(&o));
+            let dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"));
+            dir.join(target).join("release/avac")
+        }
+    };
+    assert!(p.is_file(), "{} is not a file", p.display());
+    *guard = Some(p.clone());
+    p
+}
+
+/// Runs `nix` (flakes on, sandbox on, root without a daemon: no build users).
+fn nix(args: &[&str]) -> Output {
+    Command::new("nix").args(["--extra-experimental-features", "nix-command flakes"]).args(NIX_OPTIONS).args(args).output().expect("run nix")
+}
+
+/// Runs `nix-store` with the same options.
+fn nix_store(args: &[&str]) -> Output {
+    Command::new("nix-store").args(NIX_OPTIONS).args(args).output().expect("run nix-store")
+}
+
+/// Stages the test flake: flake.nix, rules/ (with `declaration` as
+/// targets.toml if given), avac/bin/avac, seeds/<sha256>.
+fn stage(declaration: Option<&str>) -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix("avac-nix-").tempdir().unwrap();
+    let root = d.path();
+    std::fs::copy(repo().join("tests/nix/flake.nix"), root.join("flake.nix")).unwrap();
+    std::fs::create_dir_all(root.join("rules")).unwrap();
+    for e in std::fs::read_dir(repo().join("rules")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), root.join("rules").join(e.file_name())).unwrap();
+    }
+    if let Some(text) = declaration {
+        std::fs::write(root.join("rules/targets.toml"), text).unwrap();
+    }
+    std::fs::create_dir_all(root.join("avac/bin")).unwrap();
+    std::fs::copy(static_avac(), root.join("avac/bin/avac")).unwrap();
+    // Seeds: the repository's files and the MiniLM wheel (from the test store).
+    let seeds = root.join("seeds");
+    std::fs::create_dir_all(&seeds).unwrap();
+    let l = avac::build::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
+    for s in l.decl.sources.values() {
+        if let avac::store::Source::File(f) = s {
+            std::fs::copy(repo().join(&f.path), seeds.join(&f.sha256)).unwrap();
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    minilm_dir(tmp.path());
+    let sha = l.decl.sources["minilm"].sha256().unwrap();
+    std::fs::copy(store().join("sha256").join(sha), seeds.join(sha)).unwrap();
+    d
+}
+
+fn flake(dir: &Path, attr: &str) -> String {
+    format!("path:{}#{attr}", dir.display())
+}
+
+/// `sha256  name` lines of the golden outputs found in `out`.
+fn digests_of(out: &Path, target: &str) -> String {
+    golden(target)
+        .lines()
+        .map(|l| {
+            let name = l.split_once("  ").unwrap().1;
+            let path = out.join(name);
+            let (d, _) = avac::store::hash_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            format!("{d}  {name}\n")
+        })
+        .collect()
+}
+
+#[test]
+fn offline_targets_build_in_the_sandbox_with_golden_bytes_and_check() {
+    if !nix_ready() {
+        return;
+    }
+    let d = stage(None);
+    let targets = ["malbert-tiny-int8", "minilm-intent-int8"];
+    for t in targets {
+        let link = d.path().join(format!("result-{t}"));
+        let o = nix(&["build", "-L", &flake(d.path(), t), "--out-link", link.to_str().unwrap()]);
+        assert!(o.status.success(), "nix build {t}:\n{}", stderr(&o));
+        assert_eq!(digests_of(&link, t), golden(t), "nix build {t}: outputs differ from golden/{t}.sha256");
+        let mut published: Vec<String> = std::fs::read_dir(&link).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        published.sort();
+        let mut pinned: Vec<String> = golden(t).lines().map(|l| l.split_once("  ").unwrap().1.to_string()).collect();
+        pinned.sort();
+        assert_eq!(published, pinned, "the package holds exactly the golden outputs");
+        // Every derivation of the target (steps, params, sources) rebuilt and compared.
+        let drv = nix(&["path-info", "--derivation", &flake(d.path(), t)]);
+        assert!(drv.status.success(), "{}", stderr(&drv));
+        let drv = stdout(&drv).trim().to_string();
+        let closure = nix_store(&["--query", "--requisites", &drv]);
+        assert!(closure.status.success(), "{}", stderr(&closure));
+        // All but the validate step, whose report carries latency figures (as
+        // in `avac build`, outside every digest; the package leaves it out).
+        let drvs: Vec<String> = stdout(&closure).lines().filter(|l| l.ends_with(".drv") && !l.ends_with("-validate.drv")).map(String::from).collect();
+        assert!(drvs.len() >= 8, "{drvs:?}");
+        let mut args = vec!["--realise", "--check"];
+        args.extend(drvs.iter().map(String::as_str));
+        let c = nix_store(&args);
+        assert!(c.status.success(), "nix-store --realise --check {t} (a step is not reproducible):\n{}", stderr(&c));
+    }
+}
+
+#[test]
+fn wrong_seed_fails_with_the_hash_mismatch_and_the_fix() {
+    if !nix_ready() {
+        return;
+    }
+    // A pin no store path has yet (a realised fixed output would be reused
+    // without looking at the seed), seeded with other bytes.
+    let nonce = format!("{:?}{:?}", std::time::SystemTime::now(), std::thread::current().id());
+    let pin = avac::store::hash_bytes(nonce.as_bytes());
+    let decl = std::fs::read_to_string(repo().join("rules/targets.toml")).unwrap();
+    let d = stage(Some(&format!("{decl}\n[sources.wrong-pin]\nkind = \"file\"\npath = \"data/wrong.json\"\nsha256 = \"{pin}\"\n")));
+    std::fs::write(d.path().join("seeds").join(&pin), b"[\"not the pinned bytes\"]\n").unwrap();
+    let o = nix(&["build", "-L", "--no-link", &flake(d.path(), &format!("legacyPackages.{SYSTEM}.sources.wrong-pin"))]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("hash mismatch in fixed-output derivation"), "{err}");
+    assert!(err.contains("avac lock wrong-pin"), "{err}");
+}
+
+#[test]
+fn unknown_source_or_rule_fails_at_evaluation_with_its_name() {
+    if !nix_ready() {
+        return;
+    }
+    let decl = std::fs::read_to_string(repo().join("rules/targets.toml")).unwrap();
+    let cases = [
+        (
+            "bad-source",
+            "rule = \"aon\"\nmodel = [\"no-such-source\"]\nintents = \"voice-intents\"\nartifact = \"m.onnx\"\nconvert = { classes = 2 }\n",
+            "uses unknown source \"no-such-source\"",
+        ),
+        ("bad-rule", "rule = \"bazel\"\nmodel = [\"albert-tiny\"]\n", "uses unknown rule \"bazel\""),
+        (
+            "bad-field",
+            "rule = \"aon\"\nmodel = [\"albert-tiny\"]\nintents = \"voice-intents\"\nartifact = \"m.onnx\"\nconvert = { classes = 2 }\nquantise = {}\n",
+            "unknown argument(s) quantise",
+        ),
+    ];
+    for (name, table, want) in cases {
+        let d = stage(Some(&format!("{decl}\n[targets.{name}]\n{table}")));
+        let o = nix(&["eval", "--raw", &flake(d.path(), &format!("packages.{SYSTEM}.{name}.drvPath"))]);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{name}: {}", stdout(&o));
+        assert!(err.contains(&format!("target {name}")) && err.contains(want), "{name}: {err}");
+    }
+}
