@@ -195,3 +195,44 @@ fn unknown_source_or_rule_fails_at_evaluation_with_its_name() {
         assert!(err.contains(&format!("target {name}")) && err.contains(want), "{name}: {err}");
     }
 }
+
+/// `avac hash` against Nix's own `nix hash path` / `nix hash file` on a tree
+/// with a subdirectory, an executable, a symlink and a non-ASCII name.
+#[test]
+fn avac_hash_equals_nix_hash() {
+    if !nix_ready() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("tree");
+    std::fs::create_dir_all(t.join("sub/deeper")).unwrap();
+    std::fs::write(t.join("sub/a.txt"), "hello\n").unwrap();
+    std::fs::write(t.join("sub/deeper/ünïcode"), vec![7u8; 100_003]).unwrap();
+    std::fs::write(t.join("run.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(t.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("sub/a.txt", t.join("link")).unwrap();
+    std::fs::write(t.join("empty"), "").unwrap();
+    let field = |o: &Output, key: &str| -> String {
+        stdout(o).lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string())).unwrap_or_else(|| panic!("{key} missing: {}", stdout(o)))
+    };
+    let nix_out = |args: &[&str]| -> String {
+        let o = Command::new("nix").args(["--extra-experimental-features", "nix-command", "hash"]).args(args).output().expect("nix");
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).trim().to_string()
+    };
+    for p in [t.clone(), t.join("run.sh"), t.join("sub/deeper/ünïcode"), t.join("empty")] {
+        let ps = p.to_str().unwrap();
+        let o = avac(d.path(), &["hash", ps]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(field(&o, "nar-sha256"), nix_out(&["path", "--base32", ps]), "{ps}");
+        assert_eq!(field(&o, "nar-sri"), nix_out(&["path", ps]), "{ps}");
+        if p.is_file() {
+            assert_eq!(field(&o, "sha256 "), nix_out(&["file", "--base16", ps]), "{ps}");
+            assert_eq!(field(&o, "sri "), nix_out(&["file", ps]), "{ps}");
+        }
+    }
+    let o = avac(d.path(), &["hash", "missing"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+}

@@ -64,6 +64,11 @@ enum Cmd {
         #[arg(required = true)]
         sources: Vec<String>,
     },
+    /// Digests of a file or directory for pins: sha256 hex, SRI, and Nix's NAR hash (base-32).
+    Hash {
+        /// A file or directory.
+        path: PathBuf,
+    },
     /// Print a human-readable summary of an ONNX model.
     Summary {
         /// The model.
@@ -182,6 +187,19 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
                 println!("{}  {n}", pin.sha256);
             }
             build::atomic::write(&l.path, text.as_bytes())?;
+            Ok(0)
+        }
+        Cmd::Hash { path } => {
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let nar = store::nar::nar_sha256(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if meta.is_file() {
+                let (hex, _) = store::hash_file(&path)?;
+                let flat = hex::decode(&hex).expect("hex from hash_file");
+                println!("sha256      {hex}");
+                println!("sri         {}", store::nar::sri(&flat));
+            }
+            println!("nar-sha256  {}", store::nar::nix_base32(&nar));
+            println!("nar-sri     {}", store::nar::sri(&nar));
             Ok(0)
         }
         Cmd::Summary { model } => {

@@ -72,6 +72,7 @@ mod concat;
 mod error;
 mod fetch;
 mod http;
+pub mod nar;
 mod pin;
 mod pypi;
 mod source;
