@@ -1,6 +1,8 @@
 # avacPublish: a target's outputs as `avac build --out` publishes them,
 # collected from the step outputs by `avac build-step publish` (the same
-# provenance code as the runner, so the record's bytes match golden/).
+# provenance code as the runner: the artifacts match golden/, and the
+# in-toto statement differs from `avac build`'s only in runDetails — the
+# builder id `urn:avac:builder:nix` and the digest of this avac binary).
 #
 # The package itself holds the deterministic outputs — the artifact(s) and
 # `<artifact>.provenance.json` — so `nix build --rebuild` reproduces it bit

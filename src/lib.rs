@@ -12,6 +12,8 @@
 //! - [`fixtures`]: deterministic, architecture-true generated checkpoints.
 //! - [`aon`]: the AON pipeline steps (convert, export, optimize, validate).
 //! - [`alc`]: the ALC pipeline steps (quantize, package, validate, run).
+//! - [`diff`]: where and how much two artifacts differ (ONNX, packages,
+//!   safetensors, GGUF, bytes).
 //! - [`build`]: target declarations, the local runner and provenance.
 //! - [`cli`]: argument parsing, printing and exit codes.
 #![deny(missing_docs)]
@@ -20,6 +22,7 @@ pub mod alc;
 pub mod aon;
 pub mod build;
 pub mod cli;
+pub mod diff;
 pub mod fixtures;
 pub mod formats;
 pub mod graph;

@@ -64,7 +64,14 @@ fn gemma3_270m_target_is_golden_passes_its_gates_and_generates() {
     let s = avac(&repo(), &["--threads", "1", "alc", "quantize", "--source", gguf.to_str().unwrap(), "--group-size", "128", "--out", q.to_str().unwrap()]);
     assert!(s.status.success(), "{}", stderr(&s));
     let t1 = d.path().join("t1.tar");
-    let s = avac(&repo(), &["--threads", "1", "alc", "package", "--dir", q.to_str().unwrap(), "--out", t1.to_str().unwrap(), "--zstd"]);
+    // The build definition the package carries is the provenance statement's.
+    let statement = read_json(&out.join(format!("{TAR}.provenance.json")));
+    let bd = d.path().join("bd.json");
+    std::fs::write(&bd, serde_json::to_vec(&statement["predicate"]["buildDefinition"]).unwrap()).unwrap();
+    let s = avac(
+        &repo(),
+        &["--threads", "1", "alc", "package", "--dir", q.to_str().unwrap(), "--build-definition", bd.to_str().unwrap(), "--out", t1.to_str().unwrap(), "--zstd"],
+    );
     assert!(s.status.success(), "{}", stderr(&s));
     let golden = golden(TARGET);
     let digest = |l: &str| l.split_whitespace().next().unwrap().to_string();
@@ -76,6 +83,27 @@ fn gemma3_270m_target_is_golden_passes_its_gates_and_generates() {
     let z = std::process::Command::new("zstd").args(["-d", "-q", "-c"]).arg(d.path().join("t1.tar.zst")).output().expect("zstd CLI (Debian zstd)");
     assert!(z.status.success());
     assert_eq!(z.stdout, std::fs::read(&t1).unwrap());
+
+    // Audit: the package is what its provenance's pins produce …
+    let a = avac(&repo(), &["audit", tar.to_str().unwrap()]);
+    assert_eq!(a.status.code(), Some(0), "{}{}", stdout(&a), stderr(&a));
+    assert!(stdout(&a).contains("verdict: reproducible"), "{}", stdout(&a));
+    // … and one mode bit of one entry is a difference, named with both modes.
+    let t = d.path().join("tampered");
+    std::fs::create_dir(&t).unwrap();
+    let mut b = std::fs::read(&tar).unwrap();
+    let entry = String::from_utf8_lossy(&b[..100]).trim_end_matches('\0').to_string();
+    assert_eq!(&b[100..108], b"0000644\0", "first entry's mode");
+    b[106] = b'5';
+    b[148..156].copy_from_slice(b"        ");
+    let sum: u32 = b[..512].iter().map(|&x| u32::from(x)).sum();
+    b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    std::fs::write(t.join(TAR), &b).unwrap();
+    std::fs::copy(out.join(format!("{TAR}.provenance.json")), t.join(format!("{TAR}.provenance.json"))).unwrap();
+    let a = avac(&repo(), &["audit", t.join(TAR).to_str().unwrap()]);
+    let text = stdout(&a);
+    assert_eq!(a.status.code(), Some(4), "{text}{}", stderr(&a));
+    assert!(text.contains("verdict: differs") && text.contains(&entry) && text.contains("644") && text.contains("645"), "{text}");
 }
 
 #[test]

@@ -61,4 +61,8 @@ fn default_target_builds_golden_and_runs_in_onnxruntime() {
     let int8 = &report["int8"];
     assert!(int8["accuracy_drop"].as_f64().unwrap() <= 0.01, "{int8}");
     assert!(int8["model_bytes"].as_u64().unwrap() < 15_000_000 && int8["size_ratio"].as_f64().unwrap() <= 0.27, "{int8}");
+    // The golden artifact is what its provenance's pins produce.
+    let a = avac(&repo(), &["audit", out.path().join("minilm-intent-classifier-int8.onnx").to_str().unwrap()]);
+    assert_eq!(a.status.code(), Some(0), "{}{}", stdout(&a), stderr(&a));
+    assert!(stdout(&a).contains("verdict: reproducible"), "{}", stdout(&a));
 }

@@ -130,8 +130,15 @@ fn offline_targets_build_in_the_sandbox_with_golden_bytes_and_check() {
         let mut published: Vec<String> = std::fs::read_dir(&link).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         published.sort();
         let mut pinned: Vec<String> = golden(t).lines().map(|l| l.split_once("  ").unwrap().1.to_string()).collect();
+        let artifact = pinned[0].clone();
+        pinned.push(format!("{artifact}.provenance.json"));
         pinned.sort();
-        assert_eq!(published, pinned, "the package holds exactly the golden outputs");
+        assert_eq!(published, pinned, "the package holds exactly the golden outputs and the provenance statement");
+        // The statement names the golden bytes and says Nix ran the steps.
+        let st = read_json(&link.join(format!("{artifact}.provenance.json")));
+        let subjects: String = st["subject"].as_array().unwrap().iter().map(|s| format!("{}  {}\n", s["digest"]["sha256"].as_str().unwrap(), s["name"].as_str().unwrap())).collect();
+        assert_eq!(subjects, golden(t), "{st}");
+        assert_eq!(st["predicate"]["runDetails"]["builder"]["id"], "urn:avac:builder:nix", "{st}");
         // Every derivation of the target (steps, params, sources) rebuilt and compared.
         let drv = nix(&["path-info", "--derivation", &flake(d.path(), t)]);
         assert!(drv.status.success(), "{}", stderr(&drv));

@@ -32,7 +32,7 @@ use super::chat_config::{self, ChatConfig};
 use super::quantize::PREFIX;
 use crate::model::gemma3::{Gemma3Error, Gemma3Weights};
 use crate::package::elf::{self, Abi};
-use crate::package::tar;
+use crate::package::{tar, BUILD_DEFINITION_FILE};
 use crate::package::tensor_cache::{self, Dtype, TensorCache};
 use crate::quant::q4::{self, Q4Tensor};
 use std::path::{Path, PathBuf};
@@ -132,6 +132,9 @@ fn dir_files(dir: &Path) -> Result<Vec<String>, PackageError> {
         }
         found.push(name);
     }
+    if found.iter().any(|f| f == BUILD_DEFINITION_FILE) {
+        expected.push(BUILD_DEFINITION_FILE.into());
+    }
     found.sort();
     expected.sort();
     if found != expected {
@@ -142,12 +145,32 @@ fn dir_files(dir: &Path) -> Result<Vec<String>, PackageError> {
     Ok(found)
 }
 
-/// Writes the package archive `out` from the parameter directory `dir` and
-/// `libs`; with `zstd`, also `out` + `.zst`. Nothing is written when a check
-/// fails. Returns the archive's (and compressed file's) digest.
-pub fn assemble(dir: &Path, libs: &[NativeLib], out: &Path, options: &tar::Options, zstd: bool) -> Result<(tar::Written, Option<tar::Written>), PackageError> {
+/// Writes the package archive `out` from the parameter directory `dir`,
+/// `libs` and, when given, the build definition file `definition` (stored as
+/// [`BUILD_DEFINITION_FILE`]); with `zstd`, also `out` + `.zst`. Nothing is
+/// written when a check fails. Returns the archive's (and compressed file's)
+/// digest.
+pub fn assemble(
+    dir: &Path,
+    libs: &[NativeLib],
+    definition: Option<&Path>,
+    out: &Path,
+    options: &tar::Options,
+    zstd: bool,
+) -> Result<(tar::Written, Option<tar::Written>), PackageError> {
     let files = dir_files(dir)?;
+    if files.iter().any(|f| f == BUILD_DEFINITION_FILE) {
+        return Err(PackageError::Dir { dir: dir.to_path_buf(), why: format!("{BUILD_DEFINITION_FILE} belongs to the package, not the parameter directory") });
+    }
     let mut inputs: Vec<tar::Input> = files.iter().map(|f| tar::Input { path: f.clone(), source: tar::Source::File(dir.join(f)), executable: false }).collect();
+    if let Some(d) = definition {
+        let bytes = std::fs::read(d).map_err(io_err(d))?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| PackageError::Dir { dir: d.to_path_buf(), why: format!("not a JSON build definition: {e}") })?;
+        if !v.is_object() {
+            return Err(PackageError::Dir { dir: d.to_path_buf(), why: "a build definition is a JSON object".into() });
+        }
+        inputs.push(tar::Input { path: BUILD_DEFINITION_FILE.into(), source: tar::Source::File(d.to_path_buf()), executable: false });
+    }
     for lib in libs {
         let plain = !lib.name.is_empty() && !lib.name.contains('/') && !lib.name.starts_with('.') && lib.name.ends_with(".so");
         if !plain {
@@ -183,6 +206,8 @@ pub struct Package {
     pub cache: TensorCache,
     /// Native libraries inside (`lib/<abi>/<name>`), sorted.
     pub libs: Vec<String>,
+    /// The [`BUILD_DEFINITION_FILE`] it carries, as stored.
+    pub build_definition: Option<Vec<u8>>,
 }
 
 impl Package {
@@ -219,7 +244,9 @@ impl Package {
         let model = |source| PackageError::Model { path: display.clone(), source };
         let chat = chat_config::parse(&std::fs::read(dir.join(chat_config::FILE)).map_err(io_err(&dir))?).map_err(model)?;
         let cache = TensorCache::read(&dir).map_err(|source| PackageError::Cache { path: display.clone(), source })?;
-        Ok(Package { dir, _extracted: extracted, display, chat, cache, libs })
+        let definition = dir.join(BUILD_DEFINITION_FILE);
+        let build_definition = if definition.is_file() { Some(std::fs::read(&definition).map_err(io_err(&definition))?) } else { None };
+        Ok(Package { dir, _extracted: extracted, display, chat, cache, libs, build_definition })
     }
 
     /// The tokenizer the package ships.

@@ -188,8 +188,8 @@ fn tar_is_deterministic_loads_whole_and_refuses_wrong_abi_libs() {
     let x86 = so(d.path(), "cc", "libx86.so");
     let libs = vec![NativeLib { abi: Abi::Arm64V8a, file: arm, name: "libavac_runtime.so".into() }];
     let (t1, t2) = (d.path().join("a.tar"), d.path().join("b.tar"));
-    let (w1, z1) = package::assemble(&dir, &libs, &t1, &tar::Options::default(), true).unwrap();
-    let (w2, _) = package::assemble(&dir, &libs, &t2, &tar::Options::default(), false).unwrap();
+    let (w1, z1) = package::assemble(&dir, &libs, None, &t1, &tar::Options::default(), true).unwrap();
+    let (w2, _) = package::assemble(&dir, &libs, None, &t2, &tar::Options::default(), false).unwrap();
     assert_eq!(w1.sha256, w2.sha256);
     assert!(z1.is_some() && d.path().join("a.tar.zst").is_file());
     let paths: Vec<String> = tar::list(&t1).unwrap().into_iter().map(|e| e.path).collect();
@@ -205,7 +205,7 @@ fn tar_is_deterministic_loads_whole_and_refuses_wrong_abi_libs() {
     // An x86-64 library declared for arm64-v8a: refused, named, nothing written.
     let bad = d.path().join("bad.tar");
     let libs = vec![NativeLib { abi: Abi::Arm64V8a, file: x86.clone(), name: "libavac_runtime.so".into() }];
-    let e = package::assemble(&dir, &libs, &bad, &tar::Options::default(), true).unwrap_err();
+    let e = package::assemble(&dir, &libs, None, &bad, &tar::Options::default(), true).unwrap_err();
     assert!(matches!(e, PackageError::Lib { .. }), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("libx86.so") && msg.contains("arm64-v8a"), "{msg}");
@@ -233,7 +233,7 @@ fn tampered_packages_are_refused_naming_the_fault() {
     std::fs::remove_file(dir.join("evil.py")).unwrap();
     // A truncated archive.
     let t = d.path().join("p.tar");
-    package::assemble(&dir, &[], &t, &tar::Options::default(), false).unwrap();
+    package::assemble(&dir, &[], None, &t, &tar::Options::default(), false).unwrap();
     let bytes = std::fs::read(&t).unwrap();
     std::fs::write(&t, &bytes[..bytes.len() / 2]).unwrap();
     let e = Package::open(&t).err().unwrap().to_string();

@@ -283,6 +283,11 @@ impl Loaded {
     /// Parses and checks declaration text.
     pub fn parse(text: &str, path: &Path, repo_root: Option<PathBuf>) -> Result<Self, DeclError> {
         let decl: Declaration = toml::from_str(text).map_err(|source| DeclError::Toml { path: path.into(), source })?;
+        Self::from_declaration(decl, path, repo_root)
+    }
+
+    /// Checks a parsed declaration (as [`Loaded::parse`] does after parsing).
+    pub fn from_declaration(decl: Declaration, path: &Path, repo_root: Option<PathBuf>) -> Result<Self, DeclError> {
         for (name, s) in &decl.sources {
             s.validate(name).map_err(|source| DeclError::Source { path: path.into(), source })?;
             if let Source::Concat(c) = s {

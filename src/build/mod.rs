@@ -1,4 +1,4 @@
-//! Targets and their pins, the local runner, provenance.
+//! Targets and their pins, the local runner, provenance, audit.
 //!
 //! One declaration file, `rules/targets.toml`, lists sources and targets;
 //! `avac build` and the Nix rules both read it. A copy is embedded in the
@@ -6,8 +6,10 @@
 //! from any directory.
 
 pub mod atomic;
+pub mod audit;
 pub mod decl;
 pub mod plan;
+pub mod provenance;
 pub mod runner;
 pub mod step;
 

@@ -16,9 +16,9 @@
 //! ```
 
 use super::decl::{AlcTarget, AonTarget, Loaded, Target};
+use super::provenance;
 use super::runner::BuildError;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// One step: `avac <args…>` (the runner prepends `--threads N`).
@@ -44,8 +44,9 @@ pub struct Plan {
     /// artifact first; deterministic outputs are hashed into provenance and
     /// pinned in `golden/`.
     pub publish: Vec<(String, String, bool)>,
-    /// The target's parameters as recorded in provenance.
-    pub parameters: serde_json::Value,
+    /// The build definition (see [`super::provenance`]): embedded in the
+    /// artifact and recorded in its provenance.
+    pub definition: serde_json::Value,
 }
 
 impl Plan {
@@ -58,11 +59,32 @@ impl Plan {
 /// Plans target `name`. `ort_python` adds onnxruntime latency to an AON
 /// validation report (a figure outside every digest).
 pub fn plan(l: &Loaded, name: &str, ort_python: Option<&Path>) -> Result<Plan, BuildError> {
-    match l.target(name)? {
-        Target::Aon(t) => plan_aon(l, name, t, ort_python),
-        Target::Alc(t) => plan_alc(l, t),
+    let target = l.target(name)?;
+    let mut p = match target {
+        Target::Aon(t) => plan_aon(l, name, t, ort_python)?,
+        Target::Alc(t) => plan_alc(l, t)?,
+    };
+    let steps: Vec<&str> = p.steps.iter().map(|s| s.name).collect();
+    p.definition = provenance::build_definition(l, name, target, &steps);
+    let canonical = provenance::canonical(&p.definition);
+    match target {
+        Target::Aon(_) => p.files.push(json_file(
+            AON_METADATA,
+            &json!({
+                "avac.target": name,
+                (provenance::META_BUILD_DEFINITION): String::from_utf8(canonical).expect("JSON is UTF-8"),
+                (provenance::META_BUILD_DEFINITION_SHA256): provenance::digest(&p.definition),
+            }),
+        )),
+        Target::Alc(_) => p.files.push((ALC_DEFINITION.to_string(), canonical)),
     }
+    Ok(p)
 }
+
+/// The AON export step's `metadata_props` file (target name and build definition).
+const AON_METADATA: &str = "work/metadata.json";
+/// The build definition an ALC package carries.
+const ALC_DEFINITION: &str = "work/build-definition.json";
 
 /// Pretty JSON with a final newline, as every parameter file is written.
 fn json_file(path: &str, v: &serde_json::Value) -> (String, Vec<u8>) {
@@ -94,14 +116,12 @@ fn plan_aon(l: &Loaded, name: &str, target: &AonTarget, ort_python: Option<&Path
         inputs.push((c.clone(), "in/calibration".into()));
         single(l, c, "in/calibration")
     });
-    let pins: BTreeMap<&str, &str> = l.inputs_of(l.target(name)?).into_iter().map(|s| (s, l.decl.sources[s].sha256().unwrap_or(""))).collect();
-    let (convert, validate, meta) = ("work/convert.json", "work/validate.json", "work/metadata.json");
+    let (convert, validate, meta) = ("work/convert.json", "work/validate.json", AON_METADATA);
     let mut files = vec![json_file(convert, &to_json(&target.convert)), json_file(validate, &to_json(&target.validate))];
     let quantize = target.quantize.as_ref().map(|q| {
         files.push(json_file("work/quantize.json", &to_json(q)));
         "work/quantize.json"
     });
-    files.push(json_file(meta, &json!({ "avac.target": name, "avac.source_pins": serde_json::to_string(&pins).expect("serialisable") })));
 
     let mut convert_args = strings(&["aon", "convert", "--model", "in/model", "--intents", &intents, "--params", convert, "--out", "work/classifier"]);
     if let Some(c) = &calibration {
@@ -149,8 +169,7 @@ fn plan_aon(l: &Loaded, name: &str, target: &AonTarget, ort_python: Option<&Path
     if quantize.is_some() {
         publish.push(("work/quantize.json".into(), format!("{a}.quantize.json"), false));
     }
-    let parameters = json!({ "convert": target.convert, "quantize": target.quantize, "validate": target.validate });
-    Ok(Plan { inputs, files, steps, publish, parameters })
+    Ok(Plan { inputs, files, steps, publish, definition: serde_json::Value::Null })
 }
 
 /// The ALC steps: quantize → package → validate.
@@ -167,7 +186,7 @@ fn plan_alc(l: &Loaded, target: &AlcTarget) -> Result<Plan, BuildError> {
     };
     inputs.push((target.text.clone(), "in/text".into()));
     let text = single(l, &target.text, "in/text");
-    let mut package_args = strings(&["alc", "package", "--dir", "work/params", "--out"]);
+    let mut package_args = strings(&["alc", "package", "--dir", "work/params", "--build-definition", ALC_DEFINITION, "--out"]);
     package_args.push(format!("work/{}", target.artifact));
     for lib in &target.package.libs {
         let dir = format!("in/libs/{}", lib.abi);
@@ -211,27 +230,5 @@ fn plan_alc(l: &Loaded, target: &AlcTarget) -> Result<Plan, BuildError> {
     }
     publish.push(("work/validation.json".into(), format!("{a}.validation.json"), false));
     publish.push(("work/quantize.json".into(), format!("{a}.quantize.json"), false));
-    let parameters = json!({ "quantize": target.quantize, "package": target.package, "validate": target.validate });
-    Ok(Plan { inputs, files, steps, publish, parameters })
-}
-
-/// The provenance record: deterministic JSON (no time, host or paths).
-/// `digests` are `(output name, sha256)` of the deterministic outputs.
-pub fn provenance(l: &Loaded, name: &str, t: &Target, steps: &[&str], parameters: &serde_json::Value, digests: &[(String, String)]) -> Vec<u8> {
-    let inputs: serde_json::Map<String, serde_json::Value> =
-        l.inputs_of(t).into_iter().map(|s| (s.to_string(), serde_json::to_value(&l.decl.sources[s]).expect("serialisable"))).collect();
-    let outputs: serde_json::Map<String, serde_json::Value> = digests.iter().map(|(n, d)| (n.clone(), json!({ "sha256": d }))).collect();
-    let v = json!({
-        "schema": "avac.provenance/v1",
-        "target": name,
-        "rule": t.rule(),
-        "avac_version": crate::VERSION,
-        "inputs": inputs,
-        "parameters": parameters,
-        "steps": steps,
-        "outputs": outputs,
-    });
-    let mut b = serde_json::to_vec_pretty(&v).expect("serialisable");
-    b.push(b'\n');
-    b
+    Ok(Plan { inputs, files, steps, publish, definition: serde_json::Value::Null })
 }

@@ -10,6 +10,7 @@
 use super::atomic;
 use super::decl::{DeclError, Loaded, EMBEDDED_FILES};
 use super::plan;
+use super::provenance::{self, Engine};
 use crate::store::{self, FetchOptions, Source, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -165,8 +166,8 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
             digests.push((out_name.clone(), store::hash_file(&root.join(work))?.0));
         }
     }
-    let step_names: Vec<&str> = plan.steps.iter().map(|s| s.name).collect();
-    let provenance = plan::provenance(l, name, target, &step_names, &plan.parameters, &digests);
+    let avac_sha256 = store::hash_file(&o.exe)?.0;
+    let provenance = provenance::statement(&plan.definition, &digests, Engine::Local, &avac_sha256, provenance::source_date().as_deref());
     let prov_path = o.out.join(format!("{}.provenance.json", target.artifact()));
     let mut outputs = Vec::new();
     for (work, out_name, deterministic) in plan.publish.iter().rev() {

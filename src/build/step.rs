@@ -17,7 +17,8 @@
 
 use super::atomic;
 use super::decl::Loaded;
-use super::plan::{self, provenance};
+use super::plan;
+use super::provenance::{self, Engine};
 use super::runner::{self, BuildError};
 use crate::store::{self, FetchOptions, Store};
 use std::path::{Path, PathBuf};
@@ -243,8 +244,9 @@ pub fn publish(l: &Loaded, target: &str, dirs: &[PathBuf], out: &Path, determini
             digests.push((name.clone(), store::hash_file(&find(work)?).map_err(|e| StepError::Build(e.into()))?.0));
         }
     }
-    let steps: Vec<&str> = p.steps.iter().map(|s| s.name).collect();
-    let record = provenance(l, target, t, &steps, &p.parameters, &digests);
+    let exe = std::env::current_exe().map_err(io("locating the avac binary"))?;
+    let avac_sha256 = store::hash_file(&exe).map_err(|e| StepError::Build(e.into()))?.0;
+    let record = provenance::statement(&p.definition, &digests, Engine::Nix, &avac_sha256, provenance::source_date().as_deref());
     let prov_name = format!("{}.provenance.json", t.artifact());
     atomic::dir(out, |d| {
         for (work, name, _) in p.publish.iter().filter(|(_, _, det)| *det || !deterministic_only) {

@@ -47,6 +47,9 @@ pub(super) enum AlcCmd {
         /// A native library: ABI=NAME=FILE (e.g. arm64-v8a=libtvm_runtime.so=path/to/file); repeatable.
         #[arg(long = "lib")]
         libs: Vec<String>,
+        /// The build definition to carry as `avac-build-definition.json` (written by the build plan).
+        #[arg(long)]
+        build_definition: Option<PathBuf>,
         /// Output .tar.
         #[arg(long)]
         out: PathBuf,
@@ -169,13 +172,13 @@ pub(super) fn run(cmd: AlcCmd) -> Result<i32, Box<dyn std::error::Error>> {
             }
             Ok(0)
         }
-        AlcCmd::Package { dir, libs, out, zstd } => {
+        AlcCmd::Package { dir, libs, build_definition, out, zstd } => {
             let libs = libs.iter().map(|s| parse_lib(s)).collect::<Result<Vec<_>, _>>()?;
             let options = match std::env::var("SOURCE_DATE_EPOCH") {
                 Ok(v) => tar::Options::from_source_date_epoch(&v)?,
                 Err(_) => tar::Options::default(),
             };
-            let (w, z) = alc::package::assemble(&dir, &libs, &out, &options, zstd)?;
+            let (w, z) = alc::package::assemble(&dir, &libs, build_definition.as_deref(), &out, &options, zstd)?;
             println!("{}  {}", w.sha256, out.display());
             if let Some(z) = z {
                 println!("{}  {}.zst", z.sha256, out.display());

@@ -1,8 +1,11 @@
 //! The `avac` command line: parses arguments, runs the library, prints, and
-//! maps errors to exit codes (0 ok, 1 failure, 2 usage, 3 validation gate).
+//! maps errors to exit codes (0 ok, 1 failure, 2 usage, 3 validation gate,
+//! 4 differs (`diff`, `audit`), 5 provenance does not match (`audit`)).
 
 mod alc;
 mod aon;
+mod audit;
+mod diff;
 mod step;
 
 use crate::build::{self, BuildOptions, Loaded};
@@ -12,6 +15,8 @@ use std::path::PathBuf;
 
 /// Exit code of a failed validation gate.
 pub const EXIT_GATE: i32 = 3;
+/// Exit code when two artifacts differ (`avac diff`) or a rebuild differs (`avac audit`).
+pub const EXIT_DIFFERS: i32 = 4;
 
 #[derive(Parser)]
 #[command(name = "avac", version, about = "A hermetic, bit-reproducible compiler for on-device models")]
@@ -69,6 +74,10 @@ enum Cmd {
         /// A file or directory.
         path: PathBuf,
     },
+    /// Rebuild a released artifact from its recorded pins and compare: exit 0 reproducible, 4 differs, 5 provenance mismatch.
+    Audit(audit::AuditArgs),
+    /// Compare two artifacts (ONNX, tar package, safetensors, GGUF, bytes): exit 0 identical, 4 differ.
+    Diff(diff::DiffArgs),
     /// Print a human-readable summary of an ONNX model.
     Summary {
         /// The model.
@@ -189,6 +198,10 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
             build::atomic::write(&l.path, text.as_bytes())?;
             Ok(0)
         }
+        Cmd::Audit(a) => {
+            let l = load(&cli.targets)?;
+            audit::run(a, &l, cli.threads.unwrap_or_else(rayon::current_num_threads))
+        }
         Cmd::Hash { path } => {
             let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let nar = store::nar::nar_sha256(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -202,6 +215,7 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
             println!("nar-sri     {}", store::nar::sri(&nar));
             Ok(0)
         }
+        Cmd::Diff(args) => diff::run(args),
         Cmd::Summary { model } => {
             let bytes = std::fs::read(&model).map_err(|e| format!("{}: {e}", model.display()))?;
             let m = crate::graph::onnx::from_bytes(&bytes, &model.display().to_string())?;

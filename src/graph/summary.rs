@@ -53,7 +53,13 @@ pub fn summary(m: &Model, file_bytes: usize) -> String {
     }
     let _ = writeln!(s, "metadata:");
     for (k, v) in &m.metadata {
-        let _ = writeln!(s, "  {k} = {v}");
+        // Long values (the build definition, label lists) shortened for reading.
+        if v.chars().count() > 160 {
+            let head: String = v.chars().take(120).collect();
+            let _ = writeln!(s, "  {k} = {head}… ({} bytes)", v.len());
+        } else {
+            let _ = writeln!(s, "  {k} = {v}");
+        }
     }
     s
 }

@@ -5,6 +5,10 @@
 //! - [`tar`]: the deterministic ustar archive (and its pinned `.tar.zst`).
 //! - [`elf`]: ABI checks of native libraries before they are packaged.
 
+/// The file inside a package holding the build definition it was built
+/// from (compact JSON; see `avac::build::provenance`).
+pub const BUILD_DEFINITION_FILE: &str = "avac-build-definition.json";
+
 pub mod elf;
 pub mod tar;
 pub mod tensor_cache;

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Reproducible avac binary: builds the release binary (cargo profile `dist`,
+# the one dist's release workflow uses) from two copies of the source tree
+# in different directories and compares the bytes.
+#
+#   bash scripts/repro-binary.sh [TARGET]      # default x86_64-unknown-linux-musl
+#
+# What makes the bytes independent of the directory and the machine:
+#   - profile `dist` (Cargo.toml): debug = 0, strip = "symbols", lto = "thin",
+#     codegen-units = 1, panic = "unwind" — no DWARF (no comp_dir), no symbol
+#     table, one codegen unit;
+#   - RUSTFLAGS --remap-path-prefix for the source tree (→ /avac) and for
+#     CARGO_HOME (→ /cargo), so panic locations of dependencies do not carry
+#     the builder's home directory (std's are already /rustc/<commit>/…);
+#   - Cargo.lock (--locked), the toolchain pinned in rust-toolchain.toml, and
+#     a static musl target (no host glibc).
+# Both builds use one target directory (AVAC_REPRO_TARGET_DIR, default
+# /var/tmp/avac-repro-target): dependencies compile once — their paths are
+# already remapped — and the avac crates compile once per source directory.
+set -euo pipefail
+target="${1:-x86_64-unknown-linux-musl}"
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+tdir="${AVAC_REPRO_TARGET_DIR:-/var/tmp/avac-repro-target}"
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+work="$(mktemp -d /tmp/avac-repro-XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+rustup target add "$target" >/dev/null 2>&1 || true
+
+build() { # SRC_DIR OUT
+  local src="$1" out="$2"
+  mkdir -p "$src"
+  git -C "$repo" ls-files -z --cached --others --exclude-standard | (cd "$repo" && xargs -0 tar -cf - --) | tar -xf - -C "$src"
+  (cd "$src" && RUSTFLAGS="--remap-path-prefix=$src=/avac --remap-path-prefix=$cargo_home=/cargo" \
+     CARGO_TARGET_DIR="$tdir" cargo build --locked --profile dist --target "$target" --bin avac)
+  cp "$tdir/$target/dist/avac" "$out"
+}
+start=$(date +%s)
+build "$work/a/avac" "$work/avac-a"
+mid=$(date +%s)
+build "$work/b/elsewhere/src" "$work/avac-b"
+end=$(date +%s)
+a=$(sha256sum "$work/avac-a" | cut -d' ' -f1)
+b=$(sha256sum "$work/avac-b" | cut -d' ' -f1)
+echo "build 1 ($work/a/avac): $a  ($((mid - start)) s)"
+echo "build 2 ($work/b/elsewhere/src): $b  ($((end - mid)) s)"
+if [ "$a" = "$b" ]; then
+  echo "reproducible: $target avac $(stat -c %s "$work/avac-a") bytes, sha256 $a"
+else
+  echo "NOT reproducible: the two binaries differ" >&2
+  cmp "$work/avac-a" "$work/avac-b" | head -1 >&2 || true
+  exit 1
+fi
