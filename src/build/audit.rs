@@ -370,7 +370,13 @@ pub fn audit(artifact: &Path, current: Option<&Loaded>, o: &AuditOptions) -> Res
     if report.verdict == Verdict::Differs {
         if let Some(r) = &rebuilt_artifact {
             if report.outputs.first().is_some_and(|c| c.given.as_deref() != Some(c.rebuilt.as_str())) {
-                report.diff = Some(crate::diff::diff_paths(artifact, r)?);
+                let mut d = crate::diff::diff_paths(artifact, r)?;
+                // The rebuild lives in a scratch directory that is gone after the audit.
+                d.b.path = match &o.keep {
+                    Some(k) => k.join(&artifact_name).display().to_string(),
+                    None => format!("rebuild of {}", recorded.target),
+                };
+                report.diff = Some(d);
             }
         }
     }
