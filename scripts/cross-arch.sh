@@ -37,7 +37,7 @@ RESULTS="${AVAC_CROSS_RESULTS:-$ROOT/benches/results/cross-arch.md}"
 INSTALL="${AVAC_CROSS_INSTALL:-1}"
 X86=x86_64-unknown-linux-musl
 A64=aarch64-unknown-linux-musl
-COMMAND="scripts/cross-arch.sh $*"
+COMMAND="scripts/cross-arch.sh${*:+ $*}"
 
 die() { echo "cross-arch: $*" >&2; exit 1; }
 note() { echo "cross-arch: $*" >&2; }
@@ -73,6 +73,10 @@ SYSROOT="$(rustc --print sysroot)"
 HOST="$(rustc -vV | sed -n 's/^host: //p')"
 [[ -x "$SYSROOT/lib/rustlib/$HOST/bin/rust-lld" ]] || die "missing rust-lld in $SYSROOT/lib/rustlib/$HOST/bin (the toolchain ships it)"
 
+# The tree the binaries are built from (others may commit or edit meanwhile).
+COMMIT0=$(git rev-parse HEAD)
+DIRTY0=$(git --no-optional-locks status --porcelain 2>/dev/null | wc -l)
+
 # --- 2. the binaries --------------------------------------------------------
 # aarch64: rust-lld links (rustc finds it in its own sysroot); C dependencies
 # are compiled by Debian's aarch64-linux-gnu-gcc (freestanding enough for
@@ -85,8 +89,9 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
 export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar
 
-declare -A BUILD_S BIN
+declare -A BUILD_S BIN COLD
 for t in $X86 $A64; do
+    [[ -d "$CARGO_TARGET_DIR/$t/release/.fingerprint" ]] && COLD[$t]="warm: target dir already populated" || COLD[$t]="cold: empty target dir"
     note "cargo build --release --locked --target $t (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
     t0=$(now)
     nice -n 10 cargo build --release --locked --target "$t" >&2
@@ -167,7 +172,7 @@ PY
             cat "$d/$s.log" >&2
             die "$name: step $s failed"
         }
-        echo "$s $(secs "$t0" "$(now)")" >>"$d/times.txt"
+        echo "$s $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')" >>"$d/times.txt"
     done
     (cd "$d" && "${cmd[@]}" build-step publish "$TARGET" --from "$r" --out "$d/out" >/dev/null)
     unset AVAC_STORE
@@ -232,7 +237,8 @@ table() { # table XDIR ADIR: every file of the two output dirs
                 local mx ma
                 mx=$(masked "$1/$f"); ma=$(masked "$2/$f")
                 if [[ "$mx" == "$ma" ]]; then eq="$eq (equal with builder id and avac digest masked)"; else eq="$eq (**differ** even with builder id and avac digest masked)"; fi ;;
-            *.json) eq="$eq (report: holds timings)" ;;
+            *.validation.json) [[ "$x" == "$a" ]] || eq="$eq (report; not pinned: see below)" ;;
+            *.json) eq="$eq (report; not pinned)" ;;
         esac
         echo "| \`$f\` | $(short "$x") | $(short "$a") | $(short "$g") | $eq |"
         if [[ "$f" == "$ARTIFACT" ]]; then
@@ -250,7 +256,7 @@ step_table() { # intermediate files of the two step-driver runs
         x=$(sha "$WORK/x86-steps/root/$f")
         a=$( [[ -f "$WORK/a64-steps/root/$f" ]] && sha "$WORK/a64-steps/root/$f" || echo missing)
         [[ "$x" == "$a" ]] && eq=yes || eq="**no**"
-        case "$f" in work/optimize.json | work/quantize.json | work/validation.json) eq="$eq (report: holds timings)" ;; esac
+        case "$f" in work/optimize.json | work/quantize.json | work/validation.json) eq="$eq (report; not pinned)" ;; esac
         echo "| \`$f\` | $(short "$x") | $(short "$a") | $eq |"
     done
 }
@@ -258,10 +264,35 @@ step_times() {
     echo "| step | x86-64 native, 2 threads (s) | aarch64 qemu-user, 1 thread (s) | ratio |"
     echo "| --- | --- | --- | --- |"
     paste -d' ' "$WORK/x86-steps/times.txt" "$WORK/a64-steps/times.txt" |
-        awk '{ printf "| %s | %.1f | %.1f | %.1f× |\n", $1, $2, $4, ($2 > 0 ? $4 / $2 : 0) }'
+        awk '{ r = ($2 >= 0.1 ? sprintf("%.0f×", $4 / $2) : "—"); printf "| %s | %.2f | %.2f | %s |\n", $1, $2, $4, r }'
+}
+# Keys of two JSON reports whose values differ, with both values.
+json_diff() { python3 - "$1" "$2" <<'PY'
+import json, sys
+def flat(v, p=""):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield from flat(x, f"{p}/{k}")
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            yield from flat(x, f"{p}/{i}")
+    else:
+        yield p, v
+a, b = (dict(flat(json.load(open(f)))) for f in sys.argv[1:3])
+keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+print(f"{len(keys)} of {len(set(a) | set(b))} values differ.")
+if keys:
+    print()
+    print("| key | x86-64 | aarch64 |")
+    print("| --- | --- | --- |")
+    for k in keys:
+        print(f"| `{k}` | {a.get(k, '—')} | {b.get(k, '—')} |")
+PY
 }
 
-DIRTY=$(git --no-optional-locks status --porcelain 2>/dev/null | wc -l)
+COMMIT1=$(git rev-parse HEAD)
+DIRTY1=$(git --no-optional-locks status --porcelain 2>/dev/null | wc -l)
+tree() { echo "\`$1\`; working tree modified: $([[ $2 -gt 0 ]] && echo "yes ($2 paths in \`git status --porcelain\`; the binaries are built from the working tree as cargo saw it)" || echo no)"; }
 {
     echo "# Cross-architecture reproducibility: $TARGET"
     echo
@@ -269,7 +300,8 @@ DIRTY=$(git --no-optional-locks status --porcelain 2>/dev/null | wc -l)
     echo "Written by \`scripts/cross-arch.sh\`; do not edit by hand."
     echo
     echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "- commit: \`$(git rev-parse HEAD)\`; working tree modified: $([[ $DIRTY -gt 0 ]] && echo "yes ($DIRTY paths in \`git status --porcelain\`; the binaries include those edits)" || echo no)"
+    echo "- commit (before the cargo builds): $(tree "$COMMIT0" "$DIRTY0")"
+    [[ "$COMMIT1" == "$COMMIT0" && "$DIRTY1" == "$DIRTY0" ]] || echo "- commit (at the end of the run; the tree changed meanwhile): $(tree "$COMMIT1" "$DIRTY1")"
     echo "- toolchain: \`$(rustc -V)\`, \`$(cargo -V)\`; qemu: \`$(qemu-aarch64-static --version | head -1)\`; C: \`$(aarch64-linux-gnu-gcc --version | head -1)\`"
     echo "- host: \`$(uname -srm)\`, $(nproc) cores"
     echo "- command: \`$COMMAND\` with \`CARGO_TARGET_DIR=$CARGO_TARGET_DIR\`"
@@ -304,6 +336,14 @@ DIRTY=$(git --no-optional-locks status --porcelain 2>/dev/null | wc -l)
     echo
     table "$WORK/x86-steps/out" "$WORK/a64-steps/out"
     echo
+    echo "### \`$ARTIFACT.validation.json\` (x86-64 \`avac build\` against aarch64)"
+    echo
+    echo "Validation reports are not pinned: they hold tract latencies, and the logit"
+    echo "differences measured by running the model in tract, whose kernels are chosen per"
+    echo "architecture (NEON/FMA assembly on aarch64). The gates pass on both."
+    echo
+    json_diff "$WORK/x86-build/out/$ARTIFACT.validation.json" "$A64_OUT/$ARTIFACT.validation.json"
+    echo
     echo "## Every input and intermediate file"
     echo
     step_table
@@ -318,8 +358,8 @@ DIRTY=$(git --no-optional-locks status --porcelain 2>/dev/null | wc -l)
     echo
     echo "| part | seconds |"
     echo "| --- | --- |"
-    echo "| cargo build --release $X86 (this run; cold only if the target dir was empty) | ${BUILD_S[$X86]} |"
-    echo "| cargo build --release $A64 (this run; cold only if the target dir was empty) | ${BUILD_S[$A64]} |"
+    echo "| \`cargo build --release --target $X86\` (${COLD[$X86]}) | ${BUILD_S[$X86]} |"
+    echo "| \`cargo build --release --target $A64\` (${COLD[$A64]}) | ${BUILD_S[$A64]} |"
     echo "| x86-64 \`avac build\`, native, 2 threads | $RUN_X86_BUILD |"
     [[ -z "$RUN_A64_BUILD" ]] || echo "| aarch64 \`avac build\`, qemu-user, 1 thread | $RUN_A64_BUILD |"
     echo "| x86-64 step driver (params, sources, steps, publish), native, 2 threads | $RUN_X86_STEPS |"

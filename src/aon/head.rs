@@ -82,7 +82,7 @@ pub fn fit(x: &[f32], y: &[usize], d: usize, classes: usize, p: &FitParams) -> H
         loss = 0.0;
         for (row, &c) in probs.chunks_exact_mut(classes).zip(y) {
             softmax_in_place(row);
-            loss -= row[c].max(1e-30).ln();
+            loss -= libm::logf(row[c].max(1e-30));
             row[c] -= 1.0;
         }
         loss /= n as f32;

@@ -111,7 +111,8 @@ pub(super) fn smooth(fp32: &Model, sel: &Selection, calibration: &[Vec<u32>], al
             .iter()
             .zip(w)
             .map(|(&am, &wm)| {
-                let s = (f64::from(am).powf(f64::from(alpha)) / f64::from(wm).powf(f64::from(1.0 - alpha))) as f32;
+                // libm, not f64::powf (the C library's pow, which differs across platforms).
+                let s = (libm::pow(f64::from(am), f64::from(alpha)) / libm::pow(f64::from(wm), f64::from(1.0 - alpha))) as f32;
                 if s.is_finite() && s > 0.0 {
                     s.clamp(MIN_FACTOR, MAX_FACTOR)
                 } else {
