@@ -9,9 +9,15 @@
 #   - profile `dist` (Cargo.toml): debug = 0, strip = "symbols", lto = "thin",
 #     codegen-units = 1, panic = "unwind" — no DWARF (no comp_dir), no symbol
 #     table, one codegen unit;
-#   - RUSTFLAGS --remap-path-prefix for the source tree (→ /avac) and for
-#     CARGO_HOME (→ /cargo), so panic locations of dependencies do not carry
-#     the builder's home directory (std's are already /rustc/<commit>/…);
+#   - RUSTFLAGS --remap-path-prefix for the source tree (→ /avac), the
+#     target directory (→ /target: build-script outputs under OUT_DIR are
+#     compiled in) and CARGO_HOME (→ /cargo), so no path of the builder's
+#     machine reaches the binary (std's are already /rustc/<commit>/…);
+#   - the same RUSTFLAGS text for both builds (it names both source
+#     directories): RUSTFLAGS feed the metadata hashes in OUT_DIR paths, so
+#     a per-build text would itself make the bytes differ — the first run of
+#     this script, remapping only each build's own tree, gave two different
+#     binaries;
 #   - Cargo.lock (--locked), the toolchain pinned in rust-toolchain.toml, and
 #     a static musl target (no host glibc).
 # Both builds use one target directory (AVAC_REPRO_TARGET_DIR, default
@@ -26,18 +32,20 @@ work="$(mktemp -d /tmp/avac-repro-XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 rustup target add "$target" >/dev/null 2>&1 || true
 
+src_a="$work/a/avac"
+src_b="$work/b/elsewhere/src"
+flags="--remap-path-prefix=$src_a=/avac --remap-path-prefix=$src_b=/avac --remap-path-prefix=$tdir=/target --remap-path-prefix=$cargo_home=/cargo"
 build() { # SRC_DIR OUT
   local src="$1" out="$2"
   mkdir -p "$src"
   git -C "$repo" ls-files -z --cached --others --exclude-standard | (cd "$repo" && xargs -0 tar -cf - --) | tar -xf - -C "$src"
-  (cd "$src" && RUSTFLAGS="--remap-path-prefix=$src=/avac --remap-path-prefix=$cargo_home=/cargo" \
-     CARGO_TARGET_DIR="$tdir" cargo build --locked --profile dist --target "$target" --bin avac)
+  (cd "$src" && RUSTFLAGS="$flags" CARGO_TARGET_DIR="$tdir" cargo build --locked --profile dist --target "$target" --bin avac)
   cp "$tdir/$target/dist/avac" "$out"
 }
 start=$(date +%s)
-build "$work/a/avac" "$work/avac-a"
+build "$src_a" "$work/avac-a"
 mid=$(date +%s)
-build "$work/b/elsewhere/src" "$work/avac-b"
+build "$src_b" "$work/avac-b"
 end=$(date +%s)
 a=$(sha256sum "$work/avac-a" | cut -d' ' -f1)
 b=$(sha256sum "$work/avac-b" | cut -d' ' -f1)
@@ -48,5 +56,7 @@ if [ "$a" = "$b" ]; then
 else
   echo "NOT reproducible: the two binaries differ" >&2
   cmp "$work/avac-a" "$work/avac-b" | head -1 >&2 || true
+  keep="${AVAC_REPRO_KEEP:-/var/tmp/avac-repro-differs}"
+  mkdir -p "$keep" && cp "$work/avac-a" "$work/avac-b" "$keep/" && echo "kept both binaries in $keep" >&2
   exit 1
 fi
