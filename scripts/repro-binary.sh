@@ -16,8 +16,8 @@
 #   - the same RUSTFLAGS text for both builds (it names both source
 #     directories): RUSTFLAGS feed the metadata hashes in OUT_DIR paths, so
 #     a per-build text would itself make the bytes differ — the first run of
-#     this script, remapping only each build's own tree, gave two different
-#     binaries;
+#     this script differed, but it had copied a working tree that changed
+#     between the two builds — the script now takes one snapshot;
 #   - Cargo.lock (--locked), the toolchain pinned in rust-toolchain.toml, and
 #     a static musl target (no host glibc).
 # Both builds use one target directory (AVAC_REPRO_TARGET_DIR, default
@@ -35,10 +35,14 @@ rustup target add "$target" >/dev/null 2>&1 || true
 src_a="$work/a/avac"
 src_b="$work/b/elsewhere/src"
 flags="--remap-path-prefix=$src_a=/avac --remap-path-prefix=$src_b=/avac --remap-path-prefix=$tdir=/target --remap-path-prefix=$cargo_home=/cargo"
+# One snapshot of the tree for both builds (the working tree may change while they run).
+git -C "$repo" ls-files -z --cached --others --exclude-standard | (cd "$repo" && xargs -0 tar -cf - --) >"$work/tree.tar"
 build() { # SRC_DIR OUT
   local src="$1" out="$2"
   mkdir -p "$src"
-  git -C "$repo" ls-files -z --cached --others --exclude-standard | (cd "$repo" && xargs -0 tar -cf - --) | tar -xf - -C "$src"
+  tar -xf "$work/tree.tar" -C "$src"
+  # The avac crates are rebuilt from this directory (cargo would otherwise reuse the other build's).
+  (cd "$src" && RUSTFLAGS="$flags" CARGO_TARGET_DIR="$tdir" cargo clean --profile dist --target "$target" -p avac)
   (cd "$src" && RUSTFLAGS="$flags" CARGO_TARGET_DIR="$tdir" cargo build --locked --profile dist --target "$target" --bin avac)
   cp "$tdir/$target/dist/avac" "$out"
 }
