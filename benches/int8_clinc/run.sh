@@ -146,6 +146,8 @@ avac_quant() { # name describe params-json
   fi
 }
 avac_quant avac-minmax "avac static QDQ, MinMax (defaults: per-tensor int8 weights, uint8 activations, attention and embedding quantized)." ""
+avac_quant avac-perchannel "avac static QDQ, MinMax, per-channel int8 weights, smoothing α 0.8 (the minilm-intent-int8 target's setting)." \
+  '{"per_channel": true, "smoothing": 0.8}'
 avac_quant avac-entropy "avac static QDQ, Entropy (KL, 128 quantized bins), per-tensor." '{"calibration": {"method": "entropy"}}'
 avac_quant avac-percentile "avac static QDQ, Percentile (99.999), per-tensor." '{"calibration": {"method": "percentile"}}'
 avac_quant avac-mse "avac static QDQ, MSE-optimal range, per-tensor." '{"calibration": {"method": "mse"}}'
