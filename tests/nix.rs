@@ -260,6 +260,62 @@ fn flake_show_lists_every_target() {
     }
 }
 
+/// What of the root flake runs without nixpkgs: every `.nix` file of the
+/// repository parses; `flake.lock` matches `flake.nix`'s inputs (metadata
+/// resolves offline without touching the lock) and pins each by revision
+/// and narHash; `toolchains/runtime-libs.nix` evaluates against the
+/// declaration.
+#[test]
+fn root_flake_parses_and_its_lock_matches_its_inputs() {
+    if !nix_ready() {
+        return;
+    }
+    let mut files = vec![repo().join("flake.nix"), repo().join("tests/nix/flake.nix")];
+    for dir in ["rules", "toolchains"] {
+        for e in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "nix") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 18, "{files:?}");
+    for f in &files {
+        let o = Command::new("nix-instantiate").args(NIX_OPTIONS).arg("--parse").arg(f).output().expect("run nix-instantiate");
+        assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
+    }
+    // The flake and its lock alone (metadata evaluates no output).
+    let d = tempfile::tempdir().unwrap();
+    for f in ["flake.nix", "flake.lock"] {
+        std::fs::copy(repo().join(f), d.path().join(f)).unwrap();
+    }
+    let o = nix(&["flake", "metadata", "--json", "--offline", "--no-update-lock-file", &format!("path:{}", d.path().display())]);
+    assert!(o.status.success(), "nix flake metadata (is flake.lock in step with flake.nix's inputs?):\n{}", stderr(&o));
+    let meta: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let lock = read_json(&repo().join("flake.lock"));
+    for input in ["nixpkgs", "rust-overlay"] {
+        let node = &meta["locks"]["nodes"][input]["locked"];
+        let rev = node["rev"].as_str().unwrap_or_else(|| panic!("{input}: no locked rev: {meta}"));
+        assert_eq!(rev.len(), 40, "{input}: {node}");
+        assert!(node["narHash"].as_str().is_some_and(|h| h.starts_with("sha256-")), "{input}: {node}");
+        assert_eq!(node, &lock["nodes"][input]["locked"], "{input}");
+    }
+    assert_eq!(meta["locks"]["nodes"]["rust-overlay"]["inputs"]["nixpkgs"], serde_json::json!(["nixpkgs"]), "rust-overlay follows nixpkgs");
+    // The runtime libraries named by the declaration's packages (none today).
+    let o = Command::new("nix-instantiate")
+        .args(NIX_OPTIONS)
+        .args(["--eval", "--strict", "--json", "-E"])
+        .arg(format!("import {}/toolchains/runtime-libs.nix {{ }}", repo().display()))
+        .output()
+        .expect("run nix-instantiate");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let libs: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let l = avac::build::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
+    let declared: usize = l.decl.targets.values().map(|t| if let avac::build::Target::Alc(a) = t { a.package.libs.len() } else { 0 }).sum();
+    assert_eq!(libs.as_object().unwrap().len(), declared, "{libs}");
+}
+
 /// `avac hash` against Nix's own `nix hash path` / `nix hash file` on a tree
 /// with a subdirectory, an executable, a symlink and a non-ASCII name.
 #[test]
