@@ -61,8 +61,17 @@ fn gemma3_270m_target_is_golden_passes_its_gates_and_generates() {
 
     // One thread, steps run by hand: the same package bytes.
     let q = d.path().join("params");
-    let s = avac(&repo(), &["--threads", "1", "alc", "quantize", "--source", gguf.to_str().unwrap(), "--group-size", "128", "--out", q.to_str().unwrap()]);
+    let (report, timing) = (d.path().join("quantize.json"), d.path().join("timing.json"));
+    let s = avac(
+        &repo(),
+        &["--threads", "1", "alc", "quantize", "--source", gguf.to_str().unwrap(), "--group-size", "128", "--out", q.to_str().unwrap(), "--report", report.to_str().unwrap(), "--timing", timing.to_str().unwrap()],
+    );
     assert!(s.status.success(), "{}", stderr(&s));
+    // The report is deterministic (a Nix --check rebuild compares it); the
+    // run's measurements are in the timing file only.
+    assert_eq!(std::fs::read(&report).unwrap(), std::fs::read(out.join(format!("{TAR}.quantize.json"))).unwrap(), "quantize report at 1 thread vs the build's");
+    let t = read_json(&timing);
+    assert!(t["seconds"].as_f64().unwrap() > 0.0 && t["peak_rss_bytes"].as_u64().unwrap() > 0, "{t}");
     let t1 = d.path().join("t1.tar");
     // The build definition the package carries is the provenance statement's.
     let statement = read_json(&out.join(format!("{TAR}.provenance.json")));
