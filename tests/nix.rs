@@ -102,9 +102,7 @@ fn stage_with(declaration: Option<&str>, extra: &[&str]) -> tempfile::TempDir {
     let sha = l.decl.sources["minilm"].sha256().unwrap();
     std::fs::copy(store().join("sha256").join(sha), seeds.join(sha)).unwrap();
     for &name in extra {
-        if name == "gemma3-270m-gguf" {
-            gemma_gguf();
-        }
+        fetch_source(name);
         let parts = match &l.decl.sources[name] {
             avac::store::Source::Concat(c) => c.parts.clone(),
             _ => vec![name.to_string()],

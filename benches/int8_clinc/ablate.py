@@ -36,11 +36,11 @@ def kinds(model):
     producer = {o: n for n in model.graph.node for o in n.output}
     out = {}
     for n in model.graph.node:
-        if n.op_type != "QuantizeLinear" or n.input[0].endswith(".q"):
+        if n.op_type != "QuantizeLinear":
             continue
         src = n.input[0]
         p = producer.get(src)
-        if p is None:  # a weight
+        if p is None:  # not an activation (avac stores weights already int8)
             continue
         before = producer.get(p.input[0]) if p.op_type == "Mul" else None
         if src.startswith("pool"):

