@@ -2,6 +2,7 @@
 //!
 //! Layers, lowest first; a layer only imports layers listed above it:
 //!
+//! - [`atomic`]: outputs written whole or not at all (temp name, fsync, rename).
 //! - [`kernels`]: deterministic math (matmul, norms, activations).
 //! - [`formats`]: file formats (safetensors, HF config, tokenizer, wheels, JSON).
 //! - [`store`]: pinned sources, fetchers and the content-addressed store.
@@ -19,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod alc;
+pub mod atomic;
 pub mod aon;
 pub mod build;
 pub mod cli;

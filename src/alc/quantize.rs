@@ -191,7 +191,7 @@ pub fn quantize(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, out: &Path) -
         return Err(format!("{}: already exists; quantize writes a new directory", out.display()).into());
     }
     let mut report = None;
-    crate::build::atomic::dir(out, |tmp: &Path| -> Result<(), Box<dyn std::error::Error>> {
+    crate::atomic::dir(out, |tmp: &Path| -> Result<(), Box<dyn std::error::Error>> {
         // Every message names the checkpoint (some errors already do).
         let r = write_package_dir(ckpt, params, &cfg, tmp).map_err(|e| -> Box<dyn std::error::Error> {
             let m = e.to_string();

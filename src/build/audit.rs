@@ -384,7 +384,7 @@ pub fn audit(artifact: &Path, current: Option<&Loaded>, o: &AuditOptions) -> Res
         std::fs::create_dir_all(k).map_err(io(format!("creating {}", k.display())))?;
         for (p, _) in &built.outputs {
             let dest = k.join(p.file_name().expect("file name"));
-            super::atomic::copy(p, &dest).map_err(io(format!("keeping {}", dest.display())))?;
+            crate::atomic::copy(p, &dest).map_err(io(format!("keeping {}", dest.display())))?;
         }
     }
     report.notes = notes;

@@ -5,7 +5,6 @@
 //! binary (with the in-repo data files it pins) so that `avac build` works
 //! from any directory.
 
-pub mod atomic;
 pub mod audit;
 pub mod decl;
 pub mod plan;

@@ -7,7 +7,7 @@
 //! step (validation included) succeeds are the artifact, its validation and
 //! optimization reports and its provenance renamed into the output directory.
 
-use super::atomic;
+use crate::atomic;
 use super::decl::{DeclError, Loaded, EMBEDDED_FILES};
 use super::plan;
 use super::provenance::{self, Engine};

@@ -15,7 +15,7 @@
 //! publish      the published outputs and the provenance record
 //! ```
 
-use super::atomic;
+use crate::atomic;
 use super::decl::Loaded;
 use super::plan;
 use super::provenance::{self, Engine};

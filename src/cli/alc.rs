@@ -4,7 +4,7 @@ use crate::alc::package::{NativeLib, Package};
 use crate::alc::quantize::AlcQuantizeParams;
 use crate::alc::validate::AlcValidateParams;
 use crate::alc::{self, checkpoint::Checkpoint};
-use crate::build::atomic;
+use crate::atomic;
 use crate::model::gemma3::Gemma3;
 use crate::package::{elf::Abi, tar};
 use clap::Subcommand;

@@ -1,7 +1,7 @@
 //! `avac aon <step>`: the AON pipeline steps.
 
 use crate::aon::{convert, export, validate};
-use crate::build::atomic;
+use crate::atomic;
 use clap::Subcommand;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -195,7 +195,7 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
                 current = Loaded::parse(&text, &l.path, l.repo_root.clone())?;
                 println!("{}  {n}", pin.sha256);
             }
-            build::atomic::write(&l.path, text.as_bytes())?;
+            crate::atomic::write(&l.path, text.as_bytes())?;
             Ok(0)
         }
         Cmd::Audit(a) => {
