@@ -3,6 +3,7 @@
 //! Layers, lowest first; a layer only imports layers listed above it:
 //!
 //! - [`atomic`]: outputs written whole or not at all (temp name, fsync, rename).
+//! - [`rng`]: the one deterministic random number generator (fixtures and tests).
 //! - [`kernels`]: deterministic math (matmul, norms, activations).
 //! - [`formats`]: file formats (safetensors, HF config, tokenizer, wheels, JSON).
 //! - [`store`]: pinned sources, fetchers and the content-addressed store.
@@ -32,6 +33,7 @@ pub mod kernels;
 pub mod model;
 pub mod package;
 pub mod quant;
+pub mod rng;
 pub mod store;
 
 /// The avac version recorded in artifacts and provenance.
