@@ -35,9 +35,17 @@
         platform.buildRustPackage {
           pname = "avac";
           inherit (cargoToml.package) version;
-          src = pkgs.lib.fileset.toSource {
-            root = ./.;
-            fileset = pkgs.lib.fileset.unions [ ./Cargo.toml ./Cargo.lock ./src ./rules/targets.toml ./data ./benches ./tests ];
+          # builtins.path with a filter, not lib.fileset: on Nix < 2.14
+          # lib.fileset lists /nix/store and fails in pure evaluation.
+          src = builtins.path {
+            name = "avac-source";
+            path = ./.;
+            filter = path: type:
+              let
+                rel = pkgs.lib.removePrefix (toString ./. + "/") (toString path);
+                keep = [ "Cargo.toml" "Cargo.lock" "src" "rules/targets.toml" "rules/plan.json" "data" "benches" "tests" ];
+              in
+              builtins.any (k: rel == k || pkgs.lib.hasPrefix "${k}/" rel || pkgs.lib.hasPrefix "${rel}/" k) keep;
           };
           cargoLock.lockFile = ./Cargo.lock;
           doCheck = false; # the tests need the network and the oracles: `nix flake check` runs the goldens instead

@@ -1,8 +1,9 @@
 # avacStep: one pipeline step as one derivation (a Bazel-style action). The
 # builder is avac itself: `avac build-step exec` copies the declared inputs
 # into the runner's relative layout (in/…, work/…), checks the command line
-# against `avac build`'s plan (src/build/plan.rs) and runs it with a cleared
-# environment; the kept work files are the output (`$out/work/…`).
+# and outputs against its own plan (a stale rules/plan.json is refused) and
+# runs the step with the plan's environment only; the outputs are the
+# derivation's output (`$out/work/…`).
 #
 # Injected:
 #   avac         derivation or path  avac
@@ -14,8 +15,9 @@
 #   step    string           the step's name in the plan (convert, export, …)
 #   inputs  list of {rel, path}  each copied to `rel` (a directory's entries
 #                            into it; several may share one `rel`)
-#   keep    list of strings  work paths that form the output
+#   keep    list of strings  the step's outputs (work paths) that form the output
 #   args    list of strings  the command line after `avac --threads N`
+# (The step's environment is the plan's, applied by `avac build-step exec`.)
 { avac, system, declaration }:
 { target, step, inputs ? [ ], keep, args }:
 derivation {

@@ -16,15 +16,21 @@
 //! - [`alc`]: the ALC pipeline steps (quantize, package, validate, run).
 //! - [`diff`]: where and how much two artifacts differ (ONNX, packages,
 //!   safetensors, GGUF, bytes).
-//! - [`build`]: target declarations, the local runner and provenance.
+//! - [`declaration`]: `rules/targets.toml`, its schema and consistency checks.
+//! - [`provenance`]: build definitions and in-toto/SLSA statements.
+//! - [`engine`]: the plan of each target as data, `rules/plan.json`, the
+//!   local runner and the step actions other engines run.
+//! - [`audit`]: rebuild a released artifact from its pins and compare.
 //! - [`cli`]: argument parsing, printing and exit codes.
 #![deny(missing_docs)]
 
 pub mod alc;
 pub mod atomic;
 pub mod aon;
-pub mod build;
+pub mod audit;
 pub mod cli;
+pub mod declaration;
+pub mod engine;
 pub mod diff;
 pub mod fixtures;
 pub mod formats;
@@ -32,6 +38,7 @@ pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod package;
+pub mod provenance;
 pub mod quant;
 pub mod rng;
 pub mod store;

@@ -2,8 +2,9 @@
 //! nixpkgs-free test flake (tests/nix/flake.nix): a static avac as every
 //! builder, sources seeded by hash. The outputs must be golden/'s bytes, a
 //! `--check` rebuild of every derivation must agree, a wrong seed must fail
-//! with Nix's hash mismatch and the fix, and a bad target must fail at
-//! evaluation with its name.
+//! with Nix's hash mismatch and the fix, a stale plan must fail at
+//! evaluation with the command that regenerates it, and an unlocked target
+//! must evaluate and fail only when built, with the `avac lock` command.
 //!
 //! Skipped (with a note) when `nix` is missing, unless `AVAC_REQUIRE_NIX=1`
 //! (set by .ci/run), which turns a missing Nix into a failure. The static
@@ -84,14 +85,18 @@ fn stage_with(declaration: Option<&str>, extra: &[&str]) -> tempfile::TempDir {
         std::fs::copy(e.path(), root.join("rules").join(e.file_name())).unwrap();
     }
     if let Some(text) = declaration {
+        // Another declaration: the rules read its plan, which avac generates.
         std::fs::write(root.join("rules/targets.toml"), text).unwrap();
+        let decl = root.join("rules/targets.toml");
+        let o = avac(root, &["--targets", decl.to_str().unwrap(), "plan", "--all", "--out", root.join("rules/plan.json").to_str().unwrap()]);
+        assert!(o.status.success(), "avac plan --all: {}", stderr(&o));
     }
     std::fs::create_dir_all(root.join("avac/bin")).unwrap();
     std::fs::copy(static_avac(), root.join("avac/bin/avac")).unwrap();
     // Seeds: the repository's files and the MiniLM wheel (from the test store).
     let seeds = root.join("seeds");
     std::fs::create_dir_all(&seeds).unwrap();
-    let l = avac::build::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
+    let l = avac::declaration::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
     for s in l.decl.sources.values() {
         if let avac::store::Source::File(f) = s {
             std::fs::copy(repo().join(&f.path), seeds.join(&f.sha256)).unwrap();
@@ -207,32 +212,37 @@ fn wrong_seed_fails_with_the_hash_mismatch_and_the_fix() {
     assert!(err.contains("avac lock wrong-pin"), "{err}");
 }
 
+/// A plan generated from another declaration is refused at evaluation,
+/// with the command that regenerates it.
 #[test]
-fn unknown_source_or_rule_fails_at_evaluation_with_its_name() {
+fn a_stale_plan_fails_at_evaluation_with_the_fix() {
     if !nix_ready() {
         return;
     }
-    let decl = std::fs::read_to_string(repo().join("rules/targets.toml")).unwrap();
-    let cases = [
-        (
-            "bad-source",
-            "rule = \"aon\"\nmodel = [\"no-such-source\"]\nintents = \"voice-intents\"\nartifact = \"m.onnx\"\nconvert = { classes = 2 }\n",
-            "uses unknown source \"no-such-source\"",
-        ),
-        ("bad-rule", "rule = \"bazel\"\nmodel = [\"albert-tiny\"]\n", "uses unknown rule \"bazel\""),
-        (
-            "bad-field",
-            "rule = \"aon\"\nmodel = [\"albert-tiny\"]\nintents = \"voice-intents\"\nartifact = \"m.onnx\"\nconvert = { classes = 2 }\nquantise = {}\n",
-            "unknown argument(s) quantise",
-        ),
-    ];
-    for (name, table, want) in cases {
-        let d = stage(Some(&format!("{decl}\n[targets.{name}]\n{table}")));
-        let o = nix(&["eval", "--raw", &flake(d.path(), &format!("packages.{SYSTEM}.{name}.drvPath"))]);
-        let err = stderr(&o);
-        assert!(!o.status.success(), "{name}: {}", stdout(&o));
-        assert!(err.contains(&format!("target {name}")) && err.contains(want), "{name}: {err}");
+    let d = stage(None);
+    let decl = std::fs::read_to_string(d.path().join("rules/targets.toml")).unwrap();
+    std::fs::write(d.path().join("rules/targets.toml"), format!("{decl}\n# edited after planning\n")).unwrap();
+    let o = nix(&["eval", "--raw", &flake(d.path(), &format!("packages.{SYSTEM}.malbert-tiny-int8.drvPath"))]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(err.contains("was not planned from") && err.contains("avac plan --all --out rules/plan.json"), "{err}");
+}
+
+/// A target whose sources are not pinned yet evaluates (so `nix flake
+/// show`/`check` can list it) and fails when built, naming the source and
+/// the `avac lock` command; it never throws at evaluation.
+#[test]
+fn an_unlocked_target_evaluates_and_fails_at_build_time_with_avac_lock() {
+    if !nix_ready() {
+        return;
     }
+    let d = stage(None);
+    let o = nix(&["eval", "--raw", &flake(d.path(), &format!("packages.{SYSTEM}.malbert-int8.drvPath"))]);
+    assert!(o.status.success(), "evaluating an unlocked target: {}", stderr(&o));
+    let o = nix(&["build", "-L", "--no-link", &flake(d.path(), &format!("legacyPackages.{SYSTEM}.sources.albert-base-v2-weights"))]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("source albert-base-v2-weights is not locked") && err.contains("avac lock albert-base-v2-weights"), "{err}");
 }
 
 /// `nix flake show` lists one package per declared target (the Hugging Face
@@ -249,7 +259,7 @@ fn flake_show_lists_every_target() {
     let packages = shown["packages"][SYSTEM].as_object().unwrap_or_else(|| panic!("no packages.{SYSTEM}: {shown}"));
     let mut listed: Vec<&str> = packages.keys().map(String::as_str).collect();
     listed.sort();
-    let l = avac::build::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
+    let l = avac::declaration::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
     let mut declared: Vec<&str> = l.decl.targets.keys().map(String::as_str).collect();
     declared.sort();
     assert_eq!(listed, declared, "{shown}");
@@ -309,8 +319,8 @@ fn root_flake_parses_and_its_lock_matches_its_inputs() {
         .expect("run nix-instantiate");
     assert!(o.status.success(), "{}", stderr(&o));
     let libs: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let l = avac::build::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
-    let declared: usize = l.decl.targets.values().map(|t| if let avac::build::Target::Alc(a) = t { a.package.libs.len() } else { 0 }).sum();
+    let l = avac::declaration::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
+    let declared: usize = l.decl.targets.values().map(|t| if let avac::declaration::Target::Alc(a) = t { a.package.libs.len() } else { 0 }).sum();
     assert_eq!(libs.as_object().unwrap().len(), declared, "{libs}");
 }
 

@@ -1,7 +1,8 @@
 //! `avac audit ARTIFACT [--provenance FILE | --target NAME]`.
 
-use crate::build::audit::{self, AuditOptions, Verdict};
-use crate::build::{BuildOptions, Loaded};
+use crate::audit::{self, AuditOptions, Verdict};
+use crate::declaration::Loaded;
+use crate::engine::BuildOptions;
 use clap::Args;
 use std::path::PathBuf;
 

@@ -8,7 +8,8 @@ mod audit;
 mod diff;
 mod step;
 
-use crate::build::{self, BuildOptions, Loaded};
+use crate::declaration::{DeclError, Loaded};
+use crate::engine::{self, plan_file, BuildOptions};
 use crate::store::{self, FetchOptions, Store};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ enum Cmd {
         #[arg(long)]
         ort_python: Option<PathBuf>,
     },
+    /// Print a target's plan (steps with their inputs, outputs and command lines), or write/check rules/plan.json.
+    Plan(PlanArgs),
     /// Fill the store with the named sources (default: every fetchable source).
     Fetch {
         /// Source names.
@@ -94,6 +97,91 @@ enum Cmd {
     BuildStep(step::StepCmd),
 }
 
+/// `avac plan`.
+#[derive(clap::Args)]
+struct PlanArgs {
+    /// The target (or `--all`).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    target: Option<String>,
+    /// Every target, as the plan file `rules/plan.json` holds them.
+    #[arg(long)]
+    all: bool,
+    /// Print JSON instead of a readable listing.
+    #[arg(long)]
+    json: bool,
+    /// With --all: write the plan file here (atomically).
+    #[arg(long, requires = "all", conflicts_with = "check")]
+    out: Option<PathBuf>,
+    /// With --all: exit 1 unless this file is what `--out` would write.
+    #[arg(long, requires = "all")]
+    check: Option<PathBuf>,
+}
+
+/// The bytes the declaration was read from.
+fn declaration_bytes(l: &Loaded) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    if l.repo_root.is_none() && !l.path.is_file() {
+        return Ok(crate::declaration::EMBEDDED.as_bytes().to_vec());
+    }
+    std::fs::read(&l.path).map_err(|e| format!("{}: {e}", l.path.display()).into())
+}
+
+fn plan(a: PlanArgs, l: &Loaded) -> Result<i32, Box<dyn std::error::Error>> {
+    if a.all {
+        let bytes = plan_file::generate(l, &declaration_bytes(l)?)?;
+        if let Some(c) = &a.check {
+            let committed = std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?;
+            if let Err(at) = plan_file::check(l, &declaration_bytes(l)?, &committed)? {
+                return Err(format!(
+                    "{} is not the plan of {} ({at})\nhelp: run `avac plan --all --out {}` and commit it",
+                    c.display(),
+                    l.path.display(),
+                    c.display()
+                )
+                .into());
+            }
+        } else if let Some(o) = &a.out {
+            crate::atomic::write(o, &bytes).map_err(|e| format!("{}: {e}", o.display()))?;
+        } else {
+            use std::io::Write;
+            std::io::stdout().write_all(&bytes)?;
+        }
+        return Ok(0);
+    }
+    let name = a.target.expect("clap: a target unless --all");
+    if a.json {
+        let mut b = serde_json::to_vec_pretty(&plan_file::target_entry(l, &name)?)?;
+        b.push(b'\n');
+        use std::io::Write;
+        std::io::stdout().write_all(&b)?;
+        return Ok(0);
+    }
+    let p = engine::plan(l, &name)?;
+    let t = l.target(&name)?;
+    println!("target {name} (rule {}) -> {}", t.rule(), t.artifact());
+    for f in &p.files {
+        println!("param  {}", f.path);
+    }
+    for s in &p.steps {
+        println!("step {}", s.name);
+        for i in &s.inputs {
+            match i {
+                engine::Input::Source { source, at } => println!("  in   source {source} at {at}"),
+                engine::Input::Param { path } => println!("  in   param {path}"),
+                engine::Input::Step { step, path } => println!("  in   {path} from {step}"),
+            }
+        }
+        for o in &s.outputs {
+            println!("  out  {o}");
+        }
+        println!("  run  avac --threads N {}", s.args.join(" "));
+    }
+    for o in &p.publish {
+        let kind = if o.deterministic { "pinned" } else { "report" };
+        println!("publish {} -> {} ({kind})", o.path, o.name);
+    }
+    Ok(0)
+}
+
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -116,7 +204,7 @@ pub fn main() -> i32 {
     }
 }
 
-fn load(targets: &Option<PathBuf>) -> Result<Loaded, build::DeclError> {
+fn load(targets: &Option<PathBuf>) -> Result<Loaded, DeclError> {
     match targets {
         Some(p) => Loaded::read(p),
         None => Loaded::discover(),
@@ -129,6 +217,7 @@ fn store_root() -> Result<PathBuf, store::StoreError> {
 
 fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
     match cli.cmd {
+        Cmd::Plan(a) => plan(a, &load(&cli.targets)?),
         Cmd::Targets => {
             let l = load(&cli.targets)?;
             for (name, t) in &l.decl.targets {
@@ -148,7 +237,7 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
                 exe: std::env::current_exe()?,
                 ort_python,
             };
-            let r = build::build(&l, &target, &opts)?;
+            let r = engine::build(&l, &target, &opts)?;
             for (p, d) in &r.outputs {
                 println!("{d}  {}", p.display());
             }
@@ -196,6 +285,12 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
                 println!("{}  {n}", pin.sha256);
             }
             crate::atomic::write(&l.path, text.as_bytes())?;
+            // The pins are part of every engine's plan: keep rules/plan.json in step.
+            let plan_path = l.path.with_file_name("plan.json");
+            if plan_path.is_file() {
+                crate::atomic::write(&plan_path, &plan_file::generate(&current, text.as_bytes())?)?;
+                println!("updated {}", plan_path.display());
+            }
             Ok(0)
         }
         Cmd::Audit(a) => {

@@ -1,8 +1,8 @@
 //! `avac build-step …`: the pieces of `avac build` the Nix rules run as
-//! derivations (see `crate::build::step` and `rules/README.md`).
+//! derivations (see `crate::engine::actions` and `rules/README.md`).
 
-use crate::build::step::{self, Exec};
-use crate::build::Loaded;
+use crate::engine::actions::{self as step, Exec};
+use crate::declaration::Loaded;
 use clap::Subcommand;
 use std::path::PathBuf;
 
@@ -41,7 +41,7 @@ pub(super) enum StepCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Run one step of a target with the command line `avac build` uses (checked against its plan).
+    /// Run one step of a target as rules/plan.json gives it (command line and outputs checked against this avac's plan).
     Exec {
         /// The target.
         target: String,
@@ -50,7 +50,7 @@ pub(super) enum StepCmd {
         /// `REL=PATH`: copy PATH (a directory's entries, or a file) to REL in the scratch directory.
         #[arg(long = "in", value_parser = pair)]
         inputs: Vec<(String, PathBuf)>,
-        /// A work path to copy to the output directory when the step succeeds.
+        /// An output of the step (a work path), copied to the output directory when it succeeds.
         #[arg(long)]
         keep: Vec<String>,
         /// Output directory (must not exist).
@@ -89,7 +89,7 @@ fn threads(cli: Option<usize>) -> usize {
 
 pub(super) fn run(
     cmd: StepCmd,
-    l: impl FnOnce() -> Result<Loaded, crate::build::DeclError>,
+    l: impl FnOnce() -> Result<Loaded, crate::declaration::DeclError>,
     cli_threads: Option<usize>,
 ) -> Result<i32, Box<dyn std::error::Error>> {
     match cmd {

@@ -6,7 +6,7 @@
 //! - [`elf`]: ABI checks of native libraries before they are packaged.
 
 /// The file inside a package holding the build definition it was built
-/// from (compact JSON; see `avac::build::provenance`).
+/// from (compact JSON; see `avac::provenance`).
 pub const BUILD_DEFINITION_FILE: &str = "avac-build-definition.json";
 
 pub mod elf;

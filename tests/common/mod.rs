@@ -67,7 +67,7 @@ pub fn minilm_dir(tmp: &std::path::Path) -> PathBuf {
     // One fetch at a time within a test binary: concurrent tests share the store.
     static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
-    let l = avac::build::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
+    let l = avac::declaration::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
     let src = &l.decl.sources["minilm"];
     let s = avac::store::Store::open(store()).unwrap();
     let mut opts = avac::store::FetchOptions::from_env(repo());
@@ -90,7 +90,7 @@ pub fn gemma_gguf() -> PathBuf {
 pub fn fetch_source(name: &str) -> PathBuf {
     static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
-    let l = avac::build::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
+    let l = avac::declaration::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
     let s = avac::store::Store::open(store()).unwrap();
     let mut opts = avac::store::FetchOptions::from_env(repo());
     opts.quiet = true;

@@ -7,10 +7,10 @@
 //! step (validation included) succeeds are the artifact, its validation and
 //! optimization reports and its provenance renamed into the output directory.
 
-use crate::atomic;
-use super::decl::{DeclError, Loaded, EMBEDDED_FILES};
 use super::plan;
-use super::provenance::{self, Engine};
+use crate::atomic;
+use crate::declaration::{DeclError, Loaded, EMBEDDED_FILES};
+use crate::provenance::{self, Engine};
 use crate::store::{self, FetchOptions, Source, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,6 +79,16 @@ pub enum BuildError {
         /// Digest produced.
         actual: String,
     },
+    /// A step succeeded without producing an output its plan declares.
+    #[error("step `{step}` of target {target} did not produce {path}")]
+    MissingOutput {
+        /// The target.
+        target: String,
+        /// The step.
+        step: String,
+        /// The declared work path.
+        path: String,
+    },
     /// A step failed.
     #[error("step `{step}` of target {target} failed:\n{stderr}")]
     Step {
@@ -118,7 +128,13 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
             return Err(BuildError::Unlocked { target: name.into(), source_name: s.into() });
         }
     }
-    let plan = plan::plan(l, name, o.ort_python.as_deref())?;
+    let mut plan = plan::plan(l, name)?;
+    if let Some(py) = &o.ort_python {
+        // onnxruntime latency: a figure outside every digest, so not part of the plan.
+        if let Some(v) = plan.steps.iter_mut().find(|s| s.name == "validate" && s.args.first().is_some_and(|a| a == "aon")) {
+            v.args.extend(["--ort-python".to_string(), py.to_str().unwrap_or("python3").to_string()]);
+        }
+    }
     let scratch = tempfile::Builder::new().prefix("avac-build-").tempdir().map_err(io("creating the scratch directory"))?;
     let root = scratch.path();
     let repo_root = match &l.repo_root {
@@ -138,16 +154,17 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     fetch.from = o.from.clone();
     let store = Store::open(&o.store)?;
     std::fs::create_dir_all(root.join("work")).map_err(io("creating the work directory"))?;
-    for (source, dir) in &plan.inputs {
+    for (source, dir) in plan.sources() {
         materialize(&store, &fetch, &l.decl.sources, source, &root.join(dir))?;
     }
-    for (path, bytes) in &plan.files {
-        std::fs::write(root.join(path), bytes).map_err(io(format!("writing {path}")))?;
+    for f in &plan.files {
+        std::fs::write(root.join(&f.path), &f.bytes).map_err(io(format!("writing {}", f.path)))?;
     }
     let threads = o.threads.to_string();
     for step in &plan.steps {
         let out = Command::new(&o.exe)
             .env_clear()
+            .envs(&step.env)
             .current_dir(root)
             .args(["--threads", &threads])
             .args(&step.args)
@@ -156,25 +173,26 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
         if !out.status.success() {
             return Err(BuildError::Step { target: name.into(), step: step.name.into(), stderr: String::from_utf8_lossy(&out.stderr).trim_end().into() });
         }
+        if let Some(path) = step.outputs.iter().find(|p| !root.join(p).exists()) {
+            return Err(BuildError::MissingOutput { target: name.into(), step: step.name.into(), path: path.clone() });
+        }
     }
 
     // Publish: every output renamed into place, the artifact last.
     std::fs::create_dir_all(&o.out).map_err(io(format!("creating {}", o.out.display())))?;
     let mut digests = Vec::new();
-    for (work, out_name, deterministic) in &plan.publish {
-        if *deterministic {
-            digests.push((out_name.clone(), store::hash_file(&root.join(work))?.0));
-        }
+    for p in plan.publish.iter().filter(|p| p.deterministic) {
+        digests.push((p.name.clone(), store::hash_file(&root.join(&p.path))?.0));
     }
     let avac_sha256 = store::hash_file(&o.exe)?.0;
     let provenance = provenance::statement(&plan.definition, &digests, Engine::Local, &avac_sha256, provenance::source_date().as_deref());
     let prov_path = o.out.join(format!("{}.provenance.json", target.artifact()));
     let mut outputs = Vec::new();
-    for (work, out_name, deterministic) in plan.publish.iter().rev() {
-        let dest = o.out.join(out_name);
-        atomic::copy(&root.join(work), &dest)?;
-        if *deterministic {
-            let d = digests.iter().find(|(n, _)| n == out_name).expect("hashed above").1.clone();
+    for p in plan.publish.iter().rev() {
+        let dest = o.out.join(&p.name);
+        atomic::copy(&root.join(&p.path), &dest)?;
+        if p.deterministic {
+            let d = digests.iter().find(|(n, _)| n == &p.name).expect("hashed above").1.clone();
             outputs.push((dest, d));
         }
     }

@@ -1,5 +1,7 @@
-//! The declaration file: `[sources.NAME]` (see [`crate::store`]) and
-//! `[targets.NAME]` tables.
+//! The declaration: `rules/targets.toml`, the one file listing every
+//! pinned source (`[sources.NAME]`, see [`crate::store`]) and every target
+//! (`[targets.NAME]`). Loading it checks it whole ([`check`]): a target that
+//! could not be planned is refused here, before any engine runs a step.
 //!
 //! ```toml
 //! [targets.minilm-intent-int8]
@@ -31,6 +33,8 @@ use crate::aon::validate::ValidateParams;
 use crate::alc::quantize::AlcQuantizeParams;
 use crate::alc::validate::AlcValidateParams;
 use crate::store::Source;
+
+pub mod check;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -95,14 +99,14 @@ pub enum DeclError {
         why: String,
     },
     /// A target's fields are inconsistent.
-    #[error("{path}: target {target}: {why}")]
-    BadTarget {
+    #[error("{path}: target {target}: {source}")]
+    Inconsistent {
         /// The file.
         path: PathBuf,
         /// The target.
         target: String,
         /// What is wrong.
-        why: String,
+        source: check::TargetError,
     },
     /// No such target.
     #[error("unknown target {name:?}; known targets: {known}")]
@@ -303,18 +307,7 @@ impl Loaded {
             }
         }
         for (t, target) in &decl.targets {
-            if let Target::Alc(a) = target {
-                let bad = |why: String| DeclError::BadTarget { path: path.into(), target: t.clone(), why };
-                for lib in &a.package.libs {
-                    lib.abi.parse::<crate::package::elf::Abi>().map_err(|e| bad(e.to_string()))?;
-                    if lib.name.contains('/') || !lib.name.ends_with(".so") {
-                        return Err(bad(format!("library name {:?} must be a plain file name ending in .so", lib.name)));
-                    }
-                }
-                if a.model.is_empty() {
-                    return Err(bad("model lists no source".into()));
-                }
-            }
+            check::target(target).map_err(|source| DeclError::Inconsistent { path: path.into(), target: t.clone(), source })?;
             for s in target.sources() {
                 if !decl.sources.contains_key(s) {
                     return Err(DeclError::UnknownSource { path: path.into(), target: t.clone(), source_name: s.into() });

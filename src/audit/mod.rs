@@ -10,7 +10,7 @@
 //!    does not, the provenance was altered (or belongs to another artifact):
 //!    verdict [`Verdict::ProvenanceMismatch`], with the fields that differ.
 //! 3. **Rebuild** the recorded target from the recorded pins with
-//!    [`super::runner::build`] in a scratch directory (sources come from the
+//!    [`crate::engine::runner::build`] in a scratch directory (sources come from the
 //!    store, verified by their pins, fetched if missing).
 //! 4. **Compare bytes**: the artifact, and every other subject of the
 //!    statement found beside it. Equal bytes and a statement naming them:
@@ -18,9 +18,9 @@
 //!    the semantic diff of [`crate::diff`]. Equal bytes but a statement
 //!    recording other digests: the statement was altered.
 
-use super::decl::Loaded;
-use super::provenance::{self, ProvenanceError, Statement};
-use super::runner::{self, BuildError, BuildOptions};
+use crate::declaration::Loaded;
+use crate::provenance::{self, ProvenanceError, Statement};
+use crate::engine::runner::{self, BuildError, BuildOptions};
 use crate::package::{tar, BUILD_DEFINITION_FILE};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -157,7 +157,7 @@ pub enum AuditError {
     Provenance(#[from] ProvenanceError),
     /// The declaration (for `--target`).
     #[error(transparent)]
-    Decl(#[from] super::decl::DeclError),
+    Decl(#[from] crate::declaration::DeclError),
     /// The rebuild failed.
     #[error("rebuilding {target} from the recorded pins failed: {source}")]
     Rebuild {
@@ -255,7 +255,7 @@ pub fn audit(artifact: &Path, current: Option<&Loaded>, o: &AuditOptions) -> Res
     let (definition, from, label) = match (&o.target, &statement, &embedded_value) {
         (Some(t), _, _) => {
             let l = current.expect("a declaration with --target");
-            let plan = super::plan::plan(l, t, None).map_err(|source| AuditError::Rebuild { target: t.clone(), source })?;
+            let plan = crate::engine::plan(l, t)?;
             (plan.definition, format!("target {t} of {}", l.path.display()), l.path.display().to_string())
         }
         (None, Some(s), _) => (s.definition.clone(), statement_path.as_ref().expect("read above").display().to_string(), statement_path.as_ref().expect("read above").display().to_string()),

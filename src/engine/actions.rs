@@ -1,6 +1,7 @@
-//! `avac build-step …`: the parts of `avac build` that the Nix rules run as
-//! derivations, so that both engines write the same bytes from one planner
-//! ([`super::plan`]).
+//! `avac build-step …`: the parts of `avac build` that another engine runs
+//! as its own actions (the Nix rules: one derivation each), so that every
+//! engine writes the same bytes from one plan ([`super::plan`], read by the
+//! rules from `rules/plan.json`).
 //!
 //! ```text
 //! fetch-local  a pinned file copied into a fixed-output derivation; on a wrong
@@ -10,16 +11,17 @@
 //!              runner places it under in/<role>/ (generated sources generated)
 //! params       the plan's parameter files (work/*.json), byte for byte
 //! exec         one step: inputs copied to the runner's relative layout, the
-//!              command line checked against the plan, run with a cleared
-//!              environment, the kept work files copied out
+//!              command line and outputs checked against the plan (a stale
+//!              rules/plan.json is refused), run with the plan's environment
+//!              only, the outputs copied out
 //! publish      the published outputs and the provenance record
 //! ```
 
-use crate::atomic;
-use super::decl::Loaded;
 use super::plan;
-use super::provenance::{self, Engine};
 use super::runner::{self, BuildError};
+use crate::atomic;
+use crate::declaration::Loaded;
+use crate::provenance::{self, Engine};
 use crate::store::{self, FetchOptions, Store};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,17 +42,25 @@ pub enum StepError {
         /// The plan's steps.
         known: String,
     },
-    /// The command line differs from the one `avac build` runs.
-    #[error("step `{step}` of target {target}: the command line differs from the one `avac build` runs\n  given:   avac {given}\n  planned: avac {planned}\nhelp: rules/*.nix and src/build/plan.rs must agree; fix the rule")]
-    ArgsDiffer {
+    /// The command line or outputs differ from the plan of this avac.
+    #[error("step `{step}` of target {target}: the {what} differs from this avac's plan\n  given:   {given}\n  planned: {planned}\nhelp: rules/plan.json is stale; run `avac plan --all --out rules/plan.json` and commit it")]
+    StalePlan {
         /// The target.
         target: String,
         /// The step.
         step: String,
-        /// The command line given.
+        /// `command line` or `outputs`.
+        what: &'static str,
+        /// What was given.
         given: String,
-        /// The command line planned.
+        /// What this avac plans.
         planned: String,
+    },
+    /// A source to materialise is not pinned yet.
+    #[error("source {source_name} is not locked (no sha256 pin)\nhelp: on a machine that can reach it, set its pinned revision in rules/targets.toml and run `avac lock {source_name}`, then commit the pin")]
+    Unlocked {
+        /// The unpinned source (the one asked for, or a part of it).
+        source_name: String,
     },
     /// A `--blob` names a source that is not declared or not pinned.
     #[error("--blob {source_name}: {why}")]
@@ -122,6 +132,16 @@ pub fn fetch_local(name: &str, file: &Path, sha256: &str, out: &Path) -> Result<
 /// the source's own, or its parts' for a `concat` source), each verified
 /// against its pin. A `generated` source needs none.
 pub fn source(l: &Loaded, name: &str, blobs: &[(String, PathBuf)], out: &Path) -> Result<(), StepError> {
+    // An engine evaluates every target, locked or not; one whose source has
+    // no pin yet fails here, when it is built, with the command that pins it.
+    let declared = l.decl.sources.get(name).ok_or_else(|| StepError::BadBlob { source_name: name.into(), why: "is not a declared source".into() })?;
+    let parts: Vec<&str> = match declared {
+        crate::store::Source::Concat(c) => std::iter::once(name).chain(c.parts.iter().map(String::as_str)).collect(),
+        _ => vec![name],
+    };
+    if let Some(u) = parts.iter().find(|p| !l.decl.sources.get(**p).is_some_and(|s| s.is_locked())) {
+        return Err(StepError::Unlocked { source_name: u.to_string() });
+    }
     let tmp = tempfile::Builder::new().prefix("avac-source-").tempdir().map_err(io("creating a scratch directory"))?;
     let st = Store::open(tmp.path().join("store")).map_err(|e| StepError::Build(e.into()))?;
     for (s, path) in blobs {
@@ -140,12 +160,12 @@ pub fn source(l: &Loaded, name: &str, blobs: &[(String, PathBuf)], out: &Path) -
 
 /// Writes the plan's parameter files of `target` under `out` (`out/work/…`).
 pub fn params(l: &Loaded, target: &str, out: &Path) -> Result<(), StepError> {
-    let p = plan::plan(l, target, None)?;
+    let p = plan::plan(l, target).map_err(BuildError::from)?;
     atomic::dir(out, |t| {
-        for (path, bytes) in &p.files {
-            let dest = t.join(path);
+        for f in &p.files {
+            let dest = t.join(&f.path);
             std::fs::create_dir_all(dest.parent().expect("work/")).map_err(io("creating work/"))?;
-            std::fs::write(&dest, bytes).map_err(io(format!("writing {path}")))?;
+            std::fs::write(&dest, &f.bytes).map_err(io(format!("writing {}", f.path)))?;
         }
         Ok(())
     })
@@ -161,7 +181,8 @@ pub struct Exec<'a> {
     /// `(relative destination, path)`: a directory's entries are copied into
     /// the destination directory (several may share one), a file to it.
     pub inputs: Vec<(String, PathBuf)>,
-    /// Work paths copied to `out` (as `out/<path>`) when the step succeeds.
+    /// Work paths copied to `out` (as `out/<path>`) when the step succeeds:
+    /// the step's outputs; must equal the plan's.
     pub keep: Vec<String>,
     /// Output directory.
     pub out: &'a Path,
@@ -177,14 +198,24 @@ pub struct Exec<'a> {
 /// inputs in a scratch directory, runs it with a cleared environment there
 /// and copies the kept outputs to `out`.
 pub fn exec(l: &Loaded, e: &Exec) -> Result<(), StepError> {
-    let p = plan::plan(l, e.target, None)?;
+    let p = plan::plan(l, e.target).map_err(BuildError::from)?;
     let planned = p.step(e.step).ok_or_else(|| StepError::UnknownStep {
         target: e.target.into(),
         step: e.step.into(),
         known: p.steps.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
     })?;
+    let stale = |what, given: &[String], planned: &[String]| StepError::StalePlan {
+        target: e.target.into(),
+        step: e.step.into(),
+        what,
+        given: given.join(" "),
+        planned: planned.join(" "),
+    };
     if planned.args != e.args {
-        return Err(StepError::ArgsDiffer { target: e.target.into(), step: e.step.into(), given: e.args.join(" "), planned: planned.args.join(" ") });
+        return Err(stale("command line", &e.args, &planned.args));
+    }
+    if planned.outputs != e.keep {
+        return Err(stale("outputs", &e.keep, &planned.outputs));
     }
     let scratch = tempfile::Builder::new().prefix("avac-step-").tempdir().map_err(io("creating the scratch directory"))?;
     let root = scratch.path();
@@ -200,6 +231,7 @@ pub fn exec(l: &Loaded, e: &Exec) -> Result<(), StepError> {
     }
     let status = Command::new(e.exe)
         .env_clear()
+        .envs(&planned.env)
         .current_dir(root)
         .args(["--threads", &e.threads.to_string()])
         .args(&e.args)
@@ -230,7 +262,7 @@ pub fn exec(l: &Loaded, e: &Exec) -> Result<(), StepError> {
 /// provenance record, as `avac build` prints them.
 pub fn publish(l: &Loaded, target: &str, dirs: &[PathBuf], out: &Path, deterministic_only: bool) -> Result<Vec<(String, String)>, StepError> {
     let t = l.target(target).map_err(BuildError::from)?;
-    let p = plan::plan(l, target, None)?;
+    let p = plan::plan(l, target).map_err(BuildError::from)?;
     let find = |work: &str| {
         dirs.iter().map(|d| d.join(work)).find(|f| f.is_file()).ok_or_else(|| StepError::MissingWork {
             target: target.into(),
@@ -239,18 +271,16 @@ pub fn publish(l: &Loaded, target: &str, dirs: &[PathBuf], out: &Path, determini
         })
     };
     let mut digests = Vec::new();
-    for (work, name, deterministic) in &p.publish {
-        if *deterministic {
-            digests.push((name.clone(), store::hash_file(&find(work)?).map_err(|e| StepError::Build(e.into()))?.0));
-        }
+    for o in p.publish.iter().filter(|o| o.deterministic) {
+        digests.push((o.name.clone(), store::hash_file(&find(&o.path)?).map_err(|e| StepError::Build(e.into()))?.0));
     }
     let exe = std::env::current_exe().map_err(io("locating the avac binary"))?;
     let avac_sha256 = store::hash_file(&exe).map_err(|e| StepError::Build(e.into()))?.0;
     let record = provenance::statement(&p.definition, &digests, Engine::Nix, &avac_sha256, provenance::source_date().as_deref());
     let prov_name = format!("{}.provenance.json", t.artifact());
     atomic::dir(out, |d| {
-        for (work, name, _) in p.publish.iter().filter(|(_, _, det)| *det || !deterministic_only) {
-            std::fs::copy(find(work)?, d.join(name)).map_err(io(format!("publishing {name}")))?;
+        for o in p.publish.iter().filter(|o| o.deterministic || !deterministic_only) {
+            std::fs::copy(find(&o.path)?, d.join(&o.name)).map_err(io(format!("publishing {}", o.name)))?;
         }
         std::fs::write(d.join(&prov_name), &record).map_err(io("writing provenance"))
     })?;

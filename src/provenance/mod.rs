@@ -24,7 +24,7 @@
 //! Formats: <https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md>,
 //! <https://slsa.dev/spec/v1.0/provenance>.
 
-use super::decl::{DeclError, Declaration, Loaded, Target};
+use crate::declaration::{DeclError, Declaration, Loaded, Target};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
