@@ -158,3 +158,47 @@ fn embedded_build_definition_tampering_and_missing_provenance_are_errors() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("--provenance") && out.contains("bare.onnx"), "{out}");
 }
+
+/// An attacker's artifact whose build definition (consistent, digest and
+/// all) names its artifact with an absolute path or `..`: the audit refuses
+/// the record when it reads it, naming the field, and writes nothing there
+/// (the rebuild would otherwise have published outside its scratch dir).
+#[test]
+fn a_hostile_artifact_name_in_the_record_is_refused_and_nothing_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    let model = build(&d.path().join("out"));
+    let outside = d.path().join("outside");
+    let cases = [outside.join("escaped.onnx").display().to_string(), "../../escaped.onnx".to_string(), "..".to_string(), String::new()];
+    for (i, hostile) in cases.iter().enumerate() {
+        let t = copy_to(&model, &d.path().join(format!("case{i}/a/b")), false);
+        alter(&t, |m| {
+            let bd = m.metadata.get("avac.build_definition").unwrap();
+            let mut v: serde_json::Value = serde_json::from_str(bd).unwrap();
+            v["externalParameters"]["declaration"]["artifact"] = serde_json::json!(hostile);
+            let text = serde_json::to_string(&v).unwrap();
+            m.metadata.insert("avac.build_definition.sha256".into(), avac::store::hash_bytes(text.as_bytes()));
+            m.metadata.insert("avac.build_definition".into(), text);
+        });
+        let (code, out) = audit(t.parent().unwrap(), &[t.to_str().unwrap()]);
+        assert_eq!(code, 1, "{hostile:?}: {out}");
+        assert!(out.contains("must be a plain file name") && out.contains(&format!("{hostile:?}")), "{hostile:?}: {out}");
+        assert!(!outside.exists(), "{hostile:?}: wrote outside the scratch directory");
+        let mut left: Vec<String> = walk(&d.path().join(format!("case{i}")));
+        left.sort();
+        assert_eq!(left, [format!("a/b/{ONNX}")], "{hostile:?}: only the audited file is there");
+    }
+}
+
+/// Every file below `dir`, relative.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            v.extend(walk(&p).into_iter().map(|r| format!("{}/{r}", p.file_name().unwrap().to_string_lossy())));
+        } else {
+            v.push(p.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    v
+}

@@ -112,6 +112,20 @@ impl Store {
         tempfile::Builder::new().prefix(prefix).tempdir_in(&dir).map_err(io_err("create temp directory in", dir))
     }
 
+    /// Holds the store entry `sha256` for this process until the guard is
+    /// dropped: a second process fetching the same source waits here, then
+    /// finds the blob the first one adopted instead of sharing its partial
+    /// download. An OS file lock, so it is released when a holder dies
+    /// (kill -9 included) and never goes stale.
+    pub(crate) fn lock_entry(&self, sha256: &str) -> Result<EntryLock> {
+        let dir = self.root.join("locks");
+        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        let path = dir.join(format!("{sha256}.lock"));
+        let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err("open lock", &path))?;
+        file.lock().map_err(io_err("lock", &path))?;
+        Ok(EntryLock { _file: file })
+    }
+
     /// Where a resumable download keyed by `key` accumulates.
     pub(crate) fn partial_path(&self, key: &str) -> PathBuf {
         self.tmp_dir().join(format!("{key}.partial"))
@@ -120,6 +134,12 @@ impl Store {
     fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
+}
+
+/// An exclusive, inter-process lock on one store entry ([`Store::lock_entry`]).
+#[derive(Debug)]
+pub(crate) struct EntryLock {
+    _file: File,
 }
 
 fn root_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {

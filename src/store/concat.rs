@@ -48,6 +48,7 @@ pub fn fetch_concat(store: &Store, name: &str, c: &ConcatSource, parts: &[(&str,
     let source = Source::Concat(c.clone());
     source.validate(name)?;
     let sha = source.sha256().ok_or_else(|| StoreError::NotLocked { name: name.to_owned() })?;
+    let _held = store.lock_entry(sha)?;
     if let Local::Found(blob) = local(store, name, &source, sha, opts)? {
         return Ok(blob);
     }

@@ -96,6 +96,7 @@ pub fn fetch(store: &Store, name: &str, source: &Source, opts: &FetchOptions) ->
         return Err(StoreError::Generated { name: name.to_owned() });
     }
     let sha = source.sha256().ok_or_else(|| StoreError::NotLocked { name: name.to_owned() })?;
+    let _held = store.lock_entry(sha)?;
     let from_note = match local(store, name, source, sha, opts)? {
         Local::Found(blob) => return Ok(blob),
         Local::Missed { from_note } => from_note,

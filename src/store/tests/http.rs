@@ -203,3 +203,35 @@ fn loopback_hosts_bypass_proxies() {
     assert!(!is_loopback_for_test("https://huggingface.co/x"));
     assert!(!is_loopback_for_test("https://127.example.org/x"));
 }
+
+/// Two fetchers of one source at once (threads here; processes take the
+/// same OS file lock): one downloads, the other waits on the entry's lock
+/// and then finds the adopted blob — one request, one partial file at most.
+#[test]
+fn concurrent_fetches_of_one_source_download_once() {
+    let body = payload(2_000_000);
+    let srv = Server::start("127.0.0.1", vec![(route("big.bin"), Route::Body(body.clone()))], 4);
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path().join("store")).expect("store");
+    let src = hf("big.bin", &body);
+    let blobs: Vec<std::path::PathBuf> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3).map(|_| s.spawn(|| fetch(&store, "m", &src, &opts(dir.path(), &srv.base)).expect("fetch"))).collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert!(blobs.iter().all(|b| fs::read(b).expect("read") == body));
+    assert_eq!(srv.log().len(), 1, "the source was downloaded once");
+    assert_eq!(list_files(&store.root().join("tmp")), Vec::<String>::new());
+}
+
+#[test]
+fn an_entry_lock_excludes_other_holders_until_dropped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path().join("store")).expect("store");
+    let key = sha(b"x");
+    let held = store.lock_entry(&key).expect("lock");
+    let path = store.root().join("locks").join(format!("{key}.lock"));
+    let other = fs::OpenOptions::new().write(true).open(&path).expect("open");
+    assert!(matches!(other.try_lock(), Err(fs::TryLockError::WouldBlock)));
+    drop(held);
+    other.try_lock().expect("free once dropped");
+}
