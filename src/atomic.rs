@@ -62,6 +62,21 @@ impl AtomicFile {
     }
 }
 
+impl AtomicFile {
+    /// Like [`AtomicFile::commit`], to a destination chosen only after the
+    /// writing (a tensor cache numbers its shards in the order they close).
+    /// It must be in the directory given to [`AtomicFile::create`], so that
+    /// the rename stays within one file system.
+    pub fn commit_as(mut self, dest: &Path) -> std::io::Result<()> {
+        if dest.parent() != self.dest.parent() {
+            let msg = format!("{} is not beside {}", dest.display(), self.dest.display());
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
+        }
+        self.dest = dest.to_path_buf();
+        self.commit()
+    }
+}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.file.as_mut().expect("open until commit").write(buf)
@@ -148,6 +163,19 @@ mod tests {
         g.write_all(b"partial").unwrap();
         drop(g);
         assert_eq!(names(d.path()), ["a.bin"]);
+    }
+
+    #[test]
+    fn a_file_can_be_named_when_it_is_committed() {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = AtomicFile::create(&d.path().join("shard")).unwrap();
+        f.write_all(b"abc").unwrap();
+        f.commit_as(&d.path().join("shard_1.bin")).unwrap();
+        assert_eq!(names(d.path()), ["shard_1.bin"]);
+        let elsewhere = tempfile::tempdir().unwrap();
+        let g = AtomicFile::create(&d.path().join("shard")).unwrap();
+        assert!(g.commit_as(&elsewhere.path().join("shard_2.bin")).is_err());
+        assert_eq!(names(d.path()), ["shard_1.bin"]);
     }
 
     #[test]

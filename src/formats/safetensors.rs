@@ -32,13 +32,29 @@
 //! The writer is deterministic: tensors are laid out in name order, header keys
 //! are sorted (`__metadata__` takes its place in byte order like any other key),
 //! and the header is padded with spaces to a multiple of 8 bytes as the
-//! reference writer does. The reference crate's own `serialize` is not used: its
-//! metadata order depends on a `HashMap`.
+//! reference writer does. The output goes through [`crate::atomic::write`].
+//!
+//! # The reference `safetensors` crate
+//!
+//! It is the oracle of the tests (every file written here loads there with
+//! the same tensors, and the property tests check that both readers refuse
+//! the same corruptions) but not the implementation, because (as of 0.8):
+//!
+//! - `serialize` is not deterministic: its `__metadata__` is a `HashMap`
+//!   whose order changes from run to run, and it lays tensors out by dtype
+//!   alignment before name, which would change every byte pinned here.
+//! - `SafeTensors::read_metadata` needs the whole file in memory (it checks
+//!   that the tensors end exactly at the end of the buffer), so it cannot
+//!   validate [`SafeTensorsFile`]'s header alone.
+//! - Its validation is looser and coarser than this one: duplicate keys are
+//!   silently overwritten (a `HashMap`), unknown entry fields are accepted,
+//!   overlaps, gaps and reversed offsets are one `InvalidOffset`, a size
+//!   mismatch names no tensor, trailing bytes are `MetadataIncompleteBuffer`,
+//!   and its dtypes include FP8/FP4 kinds nothing here can convert.
 
 use crate::kernels::half::{bf16_to_f32, f16_to_f32};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -695,30 +711,12 @@ pub fn serialize(tensors: &BTreeMap<String, OwnedTensor>, metadata: &BTreeMap<St
     Ok(out)
 }
 
-/// Writes [`serialize`]'s bytes to `path` via a temporary sibling
-/// (`<name>.tmp`) that is renamed into place, so a failure never leaves a
-/// partial file at `path`.
+/// Writes [`serialize`]'s bytes to `path` atomically ([`crate::atomic::write`]),
+/// so a failure never leaves a partial file at `path`.
 pub fn write(path: &Path, tensors: &BTreeMap<String, OwnedTensor>, metadata: &BTreeMap<String, String>) -> Result<()> {
     let display = path.display().to_string();
     let bytes = serialize(tensors, metadata, &display)?;
-    write_atomic(path, &bytes).map_err(|source| SafetensorsError::Io { file: display, source })
-}
-
-/// Writes `bytes` to `<path>.tmp`, syncs it and renames it onto `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    tmp_name.push(".tmp");
-    let tmp: PathBuf = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::atomic::write(path, &bytes).map_err(|source| SafetensorsError::Io { file: display, source })
 }
 
 /// Whether `bytes` look like a PyTorch checkpoint (a zip archive or a raw
@@ -787,7 +785,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("model.safetensors");
         write(&path, &sample(), &BTreeMap::new()).unwrap();
-        assert!(!dir.join("model.safetensors.tmp").exists());
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["model.safetensors"], "nothing but the output is left");
         let st = SafeTensors::read(&path).unwrap();
         assert_eq!(st.len(), 4);
         assert!(st.metadata().is_empty());
@@ -944,37 +943,35 @@ mod tests {
         assert!(!sniff_pickle(&[]));
     }
 
-    /// SplitMix64: a tiny deterministic PRNG so the property test needs no crate.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> usize {
-            (self.next() % n) as usize
-        }
+    /// A uniform draw below `n`.
+    pub(super) fn below(rng: &mut crate::rng::Rng, n: u64) -> usize {
+        (rng.next_u64() % n) as usize
+    }
+
+    /// The reference crate's view of a file: names, dtypes, shapes and bytes,
+    /// or whether it refuses the file.
+    pub(super) fn reference(bytes: &[u8]) -> Option<BTreeMap<String, (String, Vec<usize>, Vec<u8>)>> {
+        let st = safetensors::SafeTensors::deserialize(bytes).ok()?;
+        Some(st.tensors().into_iter().map(|(name, v)| (name, (format!("{:?}", v.dtype()), v.shape().to_vec(), v.data().to_vec()))).collect())
     }
 
     #[test]
     fn property_round_trip_and_no_panics_on_corruption() {
-        let mut rng = Rng(42);
+        let mut rng = crate::rng::Rng::new(42);
+        let rng = &mut rng;
         for case in 0..300 {
             let mut tensors = BTreeMap::new();
-            for _ in 0..rng.below(6) {
-                let dtype = Dtype::ALL[rng.below(Dtype::ALL.len() as u64)];
-                let shape: Vec<usize> = (0..rng.below(4)).map(|_| rng.below(5)).collect();
+            for _ in 0..below(rng, 6) {
+                let dtype = Dtype::ALL[below(rng, Dtype::ALL.len() as u64)];
+                let shape: Vec<usize> = (0..below(rng, 4)).map(|_| below(rng, 5)).collect();
                 let n = byte_size(&shape, dtype).unwrap();
-                let data = (0..n).map(|_| rng.next() as u8).collect();
-                let name = format!("t{}.{}", rng.below(1000), ["w", "b", "Ä", "__x"][rng.below(4)]);
+                let data = (0..n).map(|_| rng.next_u64() as u8).collect();
+                let name = format!("t{}.{}", below(rng, 1000), ["w", "b", "Ä", "__x"][below(rng, 4)]);
                 tensors.insert(name, OwnedTensor { dtype, shape, data });
             }
             let mut meta = BTreeMap::new();
-            for _ in 0..rng.below(3) {
-                meta.insert(format!("k{}", rng.below(10)), format!("v\"{}", rng.below(10)));
+            for _ in 0..below(rng, 3) {
+                meta.insert(format!("k{}", below(rng, 10)), format!("v\"{}", below(rng, 10)));
             }
             let bytes = serialize(&tensors, &meta, F).unwrap();
             let st = SafeTensors::parse(bytes.clone(), F).unwrap_or_else(|e| panic!("case {case}: {e}"));
@@ -983,13 +980,20 @@ mod tests {
                 st.tensors().map(|v| (v.name.to_string(), OwnedTensor { dtype: v.dtype, shape: v.shape.to_vec(), data: v.data.to_vec() })).collect();
             assert_eq!(back, tensors, "case {case}");
             assert_eq!(serialize(&back, st.metadata(), F).unwrap(), bytes, "case {case}: re-serialization differs");
-            // Corruptions must be rejected or accepted, never panic.
+            // The reference reader loads what was written, tensor for tensor.
+            let ours: BTreeMap<_, _> = tensors.iter().map(|(k, t)| (k.clone(), (t.dtype.to_string(), t.shape.clone(), t.data.clone()))).collect();
+            assert_eq!(reference(&bytes).as_ref(), Some(&ours), "case {case}: the reference crate reads it otherwise");
+            // Corruptions must be rejected or accepted, never panic, and
+            // nothing the reference reader refuses is accepted.
             let mut bad = bytes.clone();
-            let i = rng.below(bad.len() as u64);
-            bad[i] = rng.next() as u8;
-            let _ = SafeTensors::parse(bad, F);
-            let cut = rng.below(bytes.len() as u64);
+            let i = below(rng, bad.len() as u64);
+            bad[i] = rng.next_u64() as u8;
+            if let Ok(st) = SafeTensors::parse(bad.clone(), F) {
+                assert!(reference(&bad).is_some_and(|r| r.len() == st.len()), "case {case}: byte {i} corrupted, accepted here only");
+            }
+            let cut = below(rng, bytes.len() as u64);
             assert!(SafeTensors::parse(bytes[..cut].to_vec(), F).is_err(), "case {case}: truncation at {cut} accepted");
+            assert!(reference(&bytes[..cut]).is_none(), "case {case}: truncation at {cut} accepted by the reference");
         }
     }
 }

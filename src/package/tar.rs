@@ -1,12 +1,34 @@
 //! A deterministic POSIX ustar writer, a strict reader for validation and
-//! diffs, and the optional pinned `.tar.zst` form.
+//! diffs, and the optional pinned `.tar.zst` form, built on the `tar` crate.
 //!
-//! The `tar` crate is not used: its `append_dir_all` follows directory order
-//! and its headers carry whatever the file system says. Here every byte of the
-//! archive is a function of the entries' paths, contents and executable bits
-//! (and the caller's `mtime`), so GNU tar itself is the oracle in the tests:
-//! `tar --format=ustar --sort=name --owner=0 --group=0 --numeric-owner
-//! --mtime=@0` over the same tree gives the same bytes.
+//! Every byte of the archive is a function of the entries' paths, contents
+//! and executable bits (and the caller's `mtime`), so GNU tar itself is the
+//! oracle in the tests: `tar --format=ustar --sort=name --owner=0 --group=0
+//! --numeric-owner --mtime=@0` over the same tree gives the same bytes.
+//!
+//! # What the `tar` crate does, and what stays here
+//!
+//! - **Headers**: [`::tar::Header::new_ustar`] with every field set
+//!   explicitly (path with its prefix split, mode, uid/gid, size, mtime,
+//!   type, device numbers), never from file-system metadata. Only the
+//!   checksum's *spelling* is ours: the crate writes it as 7 octal digits and
+//!   a NUL, GNU tar as 6 digits, a NUL and a space, so the sum the crate
+//!   computes is rewritten in GNU's form.
+//! - **Framing** of the entries is [`::tar::Builder::append`] (header, data,
+//!   zero padding to 512). The walk order is ours (`append_dir_all` follows
+//!   directory order), and so is the final padding to [`RECORD_SIZE`], which
+//!   the crate does not write.
+//! - **Reading** is [`::tar::Archive`]'s raw entries (no pax or GNU
+//!   long-name processing), which verify each header's checksum and frame
+//!   the data; every header is then checked against the grammar below. The
+//!   crate is lenient where this reader must not be, so these stay here: the
+//!   numeric fields are parsed strictly (the crate accepts base-256 numbers,
+//!   a leading `+` and bytes after the NUL), the typeflag is read raw (the
+//!   crate reads `'\0'` as a regular file), and the crate does not look at
+//!   padding, the end-of-archive marker or what follows it (it stops at the
+//!   first zero block or at end of file), nor say which header failed: the
+//!   padding and the end are read here, and when the crate refuses a header
+//!   that header is read again here to say what is wrong with it.
 //!
 //! # Grammar (what [`write`] emits and the only thing [`list`] accepts)
 //!
@@ -48,10 +70,10 @@
 //! - **mtime** is 0 unless the caller passes one (parse `SOURCE_DATE_EPOCH` at
 //!   the CLI edge with [`Options::from_source_date_epoch`]); this module never
 //!   reads the environment or the clock.
-//! - **Atomicity**: the archive is written to a temporary sibling, synced,
-//!   given mode 0644 (whatever the umask) and renamed into place; on any error
-//!   the temporary file is removed and nothing is left at the output path.
-//! - **Streaming**: file contents are copied in [`CHUNK`]-sized pieces and
+//! - **Atomicity**: the archive is written through [`crate::atomic::AtomicFile`],
+//!   given mode 0644 (whatever the umask) before it is renamed into place; on
+//!   any error nothing is left at the output path.
+//! - **Streaming**: file contents are read in [`CHUNK`]-sized pieces and
 //!   never held whole in memory; a source that changes size while being copied
 //!   is an error.
 //!
@@ -69,10 +91,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+use crate::atomic::AtomicFile;
 
 /// A tar block.
 pub const BLOCK: usize = 512;
@@ -320,47 +344,24 @@ fn components(path: &str) -> std::result::Result<Vec<&str>, &'static str> {
         .collect()
 }
 
-/// Splits a header path into (prefix, name) as GNU tar does, or `None`.
-fn split_name(full: &str) -> Option<(&str, &str)> {
-    let b = full.as_bytes();
-    if b.len() <= 100 {
-        return Some(("", full));
-    }
-    // The rightmost '/' within the first 156 bytes, ignoring a directory's trailing one.
-    let limit = (b.len() - 1).min(156);
-    let i = (1..limit).rev().find(|&i| b[i] == b'/')?;
-    let (prefix, name) = (&full[..i], &full[i + 1..]);
-    (prefix.len() <= 155 && !name.is_empty() && name.len() <= 100).then_some((prefix, name))
-}
-
-fn put_octal(field: &mut [u8], value: u64) {
-    let digits = field.len() - 1;
-    let text = format!("{value:0digits$o}");
-    field[..digits].copy_from_slice(text.as_bytes());
-    field[digits] = 0;
-}
-
-fn checksum(h: &[u8; BLOCK]) -> u64 {
-    h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { u64::from(b' ') } else { u64::from(b) }).sum()
-}
-
-fn header(full: &str, kind: Kind, mode: u32, size: u64, mtime: u64) -> [u8; BLOCK] {
-    let (prefix, name) = split_name(full).expect("paths are checked when planned");
-    let mut h = [0u8; BLOCK];
-    h[..name.len()].copy_from_slice(name.as_bytes());
-    put_octal(&mut h[100..108], u64::from(mode));
-    put_octal(&mut h[108..116], 0);
-    put_octal(&mut h[116..124], 0);
-    put_octal(&mut h[124..136], size);
-    put_octal(&mut h[136..148], mtime);
-    h[156] = if kind == Kind::Dir { b'5' } else { b'0' };
-    h[257..265].copy_from_slice(b"ustar\x0000");
-    put_octal(&mut h[329..337], 0);
-    put_octal(&mut h[337..345], 0);
-    h[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
-    let sum = checksum(&h);
-    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    h
+/// The crate's ustar header with every field of an entry set explicitly.
+/// `full` is the header path (a directory's ends in `/`); `None` when it
+/// does not fit the name/prefix split.
+fn header(full: &str, kind: Kind, mode: u32, size: u64, mtime: u64) -> Option<::tar::Header> {
+    let mut h = ::tar::Header::new_ustar();
+    h.set_path(full).ok()?;
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_size(size);
+    h.set_mtime(mtime);
+    h.set_entry_type(if kind == Kind::Dir { ::tar::EntryType::Directory } else { ::tar::EntryType::Regular });
+    h.set_device_major(0).expect("a ustar header has device numbers");
+    h.set_device_minor(0).expect("a ustar header has device numbers");
+    h.set_cksum();
+    let sum = h.cksum().expect("the crate just wrote it");
+    h.as_ustar_mut().expect("built as ustar").cksum.copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    Some(h)
 }
 
 /// A planned entry: a directory or an input file.
@@ -380,7 +381,7 @@ fn plan(inputs: Vec<Input>) -> Result<BTreeMap<Vec<String>, Node>> {
             let is_file = depth == parts.len();
             let shown = parts[..depth].join("/");
             let header_name = if is_file { shown.clone() } else { format!("{shown}/") };
-            if split_name(&header_name).is_none() {
+            if header(&header_name, Kind::File, 0, 0, 0).is_none() {
                 return Err(TarError::PathTooLong { path: shown, len: header_name.len() });
             }
             match nodes.get(&parts[..depth]) {
@@ -421,49 +422,64 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+type Out = Hashing<BufWriter<AtomicFile>>;
+
 /// Creates `out` atomically from what `fill` writes; returns its digest and length.
-fn write_atomic(out: &Path, fill: impl FnOnce(&mut Hashing<BufWriter<&File>>) -> Result<()>) -> Result<Written> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new().prefix(".avac-tmp-").tempfile_in(dir).map_err(io_err(out))?;
-    let mut w = Hashing { inner: BufWriter::with_capacity(CHUNK, tmp.as_file()), hash: Sha256::new(), len: 0 };
+fn write_atomic(out: &Path, fill: impl FnOnce(&mut Out) -> Result<()>) -> Result<Written> {
+    let file = AtomicFile::create(out).map_err(io_err(out))?;
+    let mut w = Hashing { inner: BufWriter::with_capacity(CHUNK, file), hash: Sha256::new(), len: 0 };
     fill(&mut w)?;
-    w.flush().map_err(io_err(out))?;
     let written = Written { sha256: hex::encode(w.hash.finalize_reset()), bytes: w.len };
-    drop(w);
+    let file = w.inner.into_inner().map_err(|e| TarError::Io { file: out.to_path_buf(), source: e.into_error() })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io_err(out))?;
+        file.file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io_err(out))?;
     }
-    tmp.as_file().sync_all().map_err(io_err(out))?;
-    tmp.persist(out).map_err(|e| TarError::Io { file: out.to_path_buf(), source: e.error })?;
+    file.commit().map_err(io_err(out))?;
     Ok(written)
 }
 
-/// Copies exactly `size` bytes of `file` to `w`, failing if it is shorter or longer.
-fn copy_exact(src: &mut File, file: &Path, size: u64, w: &mut impl Write, out: &Path) -> Result<()> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = size;
-    loop {
-        let want = if left == 0 { 1 } else { left.min(CHUNK as u64) as usize };
-        let n = src.read(&mut buf[..want]).map_err(io_err(file))?;
-        match (n, left) {
-            (0, 0) => return Ok(()),
-            (0, _) | (_, 0) => return Err(TarError::SourceChanged { file: file.to_path_buf(), expected: size }),
-            _ => {}
-        }
-        w.write_all(&buf[..n]).map_err(io_err(out))?;
-        left -= n as u64;
+/// Reads exactly `left` bytes of a source file, in [`CHUNK`] pieces; a
+/// shorter or longer file is recorded in `failure` (as is a read error) and
+/// ends the copy with an error, so a caller can tell the source's failures
+/// from the destination's.
+struct Exact<'a> {
+    src: BufReader<File>,
+    file: &'a Path,
+    size: u64,
+    left: u64,
+    failure: Option<TarError>,
+}
+
+impl<'a> Exact<'a> {
+    fn new(src: File, file: &'a Path, size: u64) -> Self {
+        Exact { src: BufReader::with_capacity(CHUNK, src), file, size, left: size, failure: None }
+    }
+
+    /// The error to report for a copy that failed with `e` writing to `out`.
+    fn error(&mut self, e: io::Error, out: &Path) -> TarError {
+        self.failure.take().unwrap_or_else(|| TarError::Io { file: out.to_path_buf(), source: e })
     }
 }
 
-fn pad_to(w: &mut impl Write, len: u64, multiple: u64, out: &Path) -> Result<()> {
-    let pad = (multiple - len % multiple) % multiple;
-    io::copy(&mut io::repeat(0).take(pad), w).map_err(io_err(out))?;
-    Ok(())
+impl Read for Exact<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut probe = [0u8; 1];
+        let len = self.left.min(buf.len() as u64) as usize;
+        let want = if self.left == 0 { &mut probe[..] } else { &mut buf[..len] };
+        let n = self.src.read(want).map_err(|e| {
+            let kind = e.kind();
+            self.failure = Some(TarError::Io { file: self.file.to_path_buf(), source: e });
+            io::Error::from(kind)
+        })?;
+        if (n == 0) != (self.left == 0) {
+            self.failure = Some(TarError::SourceChanged { file: self.file.to_path_buf(), expected: self.size });
+            return Err(io::Error::other("source changed"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Writes `inputs` as a deterministic ustar archive at `out` (see the module docs).
@@ -472,22 +488,23 @@ pub fn write(out: &Path, inputs: Vec<Input>, options: &Options) -> Result<Writte
         return Err(TarError::MtimeOutOfRange { mtime: options.mtime });
     }
     let nodes = plan(inputs)?;
+    let mode = |exec| if exec { 0o755 } else { 0o644 };
+    let entry = |path: &str, kind, mode, size| header(path, kind, mode, size, options.mtime).expect("paths are checked when planned");
     write_atomic(out, |w| {
+        let mut b = ::tar::Builder::new(&mut *w);
         for (parts, node) in nodes {
             let path = parts.join("/");
             match node {
-                Node::Dir => w.write_all(&header(&(path + "/"), Kind::Dir, 0o755, 0, options.mtime)).map_err(io_err(out))?,
+                Node::Dir => b.append(&entry(&(path + "/"), Kind::Dir, 0o755, 0), io::empty()).map_err(io_err(out))?,
                 Node::File(Source::Bytes(bytes), exec) => {
                     let size = bytes.len() as u64;
                     if size > MAX_SIZE {
                         return Err(TarError::FileTooLarge { file: path.into(), size });
                     }
-                    w.write_all(&header(&path, Kind::File, if exec { 0o755 } else { 0o644 }, size, options.mtime)).map_err(io_err(out))?;
-                    w.write_all(&bytes).map_err(io_err(out))?;
-                    pad_to(w, size, BLOCK as u64, out)?;
+                    b.append(&entry(&path, Kind::File, mode(exec), size), &bytes[..]).map_err(io_err(out))?;
                 }
                 Node::File(Source::File(file), exec) => {
-                    let mut src = File::open(&file).map_err(io_err(&file))?;
+                    let src = File::open(&file).map_err(io_err(&file))?;
                     let meta = src.metadata().map_err(io_err(&file))?;
                     if !meta.is_file() {
                         return Err(TarError::NotAFile { file });
@@ -496,19 +513,21 @@ pub fn write(out: &Path, inputs: Vec<Input>, options: &Options) -> Result<Writte
                     if size > MAX_SIZE {
                         return Err(TarError::FileTooLarge { file, size });
                     }
-                    w.write_all(&header(&path, Kind::File, if exec { 0o755 } else { 0o644 }, size, options.mtime)).map_err(io_err(out))?;
-                    copy_exact(&mut src, &file, size, w, out)?;
-                    pad_to(w, size, BLOCK as u64, out)?;
+                    let mut data = Exact::new(src, &file, size);
+                    b.append(&entry(&path, Kind::File, mode(exec), size), &mut data).map_err(|e| data.error(e, out))?;
                 }
             }
         }
-        w.write_all(&[0u8; 2 * BLOCK]).map_err(io_err(out))?;
-        let len = w.len;
-        pad_to(w, len, RECORD_SIZE, out)
+        // The end-of-archive marker (two zero blocks), then zeros to a whole record.
+        let w = b.into_inner().map_err(io_err(out))?;
+        let pad = (RECORD_SIZE - w.len % RECORD_SIZE) % RECORD_SIZE;
+        io::copy(&mut io::repeat(0).take(pad), w).map_err(io_err(out))?;
+        Ok(())
     })
 }
 
-/// Parses a numeric header field: optional leading spaces, octal digits, then only NULs/spaces.
+/// Parses a numeric header field strictly: optional leading spaces, octal
+/// digits, then only NULs/spaces (no base-256, no sign, nothing after the NUL).
 fn parse_octal(field: &[u8]) -> Option<u64> {
     let start = field.iter().position(|&b| b != b' ')?;
     let digits = field[start..].iter().take_while(|b| (b'0'..=b'7').contains(b)).count();
@@ -519,9 +538,69 @@ fn parse_octal(field: &[u8]) -> Option<u64> {
     field[start..start + digits].iter().try_fold(0u64, |acc, &b| acc.checked_mul(8)?.checked_add(u64::from(b - b'0')))
 }
 
-/// A NUL-terminated (or full-width) text field.
-fn text(field: &[u8]) -> &[u8] {
-    &field[..field.iter().position(|&b| b == 0).unwrap_or(field.len())]
+/// Reads `len` bytes at `offset` of the archive (for the parts the crate does not check).
+fn read_at(f: &mut File, archive: &Path, offset: u64, buf: &mut [u8]) -> Result<()> {
+    f.seek(SeekFrom::Start(offset)).map_err(io_err(archive))?;
+    f.read_exact(buf).map_err(io_err(archive))
+}
+
+/// Says why the crate refused the header at `offset` (it does not): truncated,
+/// an unreadable or wrong checksum, an unreadable size; else its own error.
+fn diagnose(f: &mut File, archive: &Path, offset: u64, file_len: u64, err: io::Error) -> TarError {
+    if offset + BLOCK as u64 > file_len {
+        return TarError::Truncated { archive: archive.to_path_buf(), offset };
+    }
+    let mut block = [0u8; BLOCK];
+    if let Err(e) = read_at(f, archive, offset, &mut block) {
+        return e;
+    }
+    let h = ::tar::Header::from_byte_slice(&block);
+    let unsupported = |what: &str| TarError::Unsupported { archive: archive.to_path_buf(), offset, what: what.into() };
+    let Some(stored) = parse_octal(&h.as_old().cksum) else { return unsupported("unreadable checksum field") };
+    let mut resealed = h.clone();
+    resealed.set_cksum();
+    let computed = resealed.cksum().map(u64::from).expect("the crate just wrote it");
+    if stored != computed {
+        return TarError::BadChecksum { archive: archive.to_path_buf(), offset, stored, computed };
+    }
+    if parse_octal(&h.as_old().size).is_none() {
+        return unsupported("unreadable size field");
+    }
+    TarError::Io { file: archive.to_path_buf(), source: err }
+}
+
+/// Checks the end of an archive whose entries ended at `offset`: two zero
+/// blocks, then nothing but zeros.
+fn check_end(f: &mut File, archive: &Path, offset: u64, file_len: u64) -> Result<()> {
+    let unsupported = |offset: u64, what: &str| TarError::Unsupported { archive: archive.to_path_buf(), offset, what: what.into() };
+    let truncated = |offset: u64| TarError::Truncated { archive: archive.to_path_buf(), offset };
+    if offset + BLOCK as u64 > file_len {
+        return Err(truncated(offset));
+    }
+    if file_len % BLOCK as u64 != 0 {
+        return Err(unsupported(file_len, "archive length is not a multiple of 512"));
+    }
+    let second = offset + BLOCK as u64;
+    if second + BLOCK as u64 > file_len {
+        return Err(truncated(second));
+    }
+    f.seek(SeekFrom::Start(offset)).map_err(io_err(archive))?;
+    let mut rest = BufReader::with_capacity(CHUNK, f);
+    let mut at = offset;
+    loop {
+        let buf = rest.fill_buf().map_err(io_err(archive))?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if let Some(i) = buf.iter().position(|&b| b != 0) {
+            let at = at + i as u64;
+            let what = if at < second + BLOCK as u64 { "a lone zero block inside the archive" } else { "data after the end-of-archive marker" };
+            return Err(unsupported(at, what));
+        }
+        let n = buf.len();
+        at += n as u64;
+        rest.consume(n);
+    }
 }
 
 /// Reads a ustar archive written by [`write`] (or by GNU tar with `--format=ustar`),
@@ -531,127 +610,100 @@ fn text(field: &[u8]) -> &[u8] {
 pub fn list(archive: &Path) -> Result<Vec<Entry>> {
     let f = File::open(archive).map_err(io_err(archive))?;
     let file_len = f.metadata().map_err(io_err(archive))?.len();
-    let mut r = BufReader::with_capacity(CHUNK, f);
-    let unsupported = |offset: u64, what: String| TarError::Unsupported { archive: archive.to_path_buf(), offset, what };
-    let truncated = |offset: u64| TarError::Truncated { archive: archive.to_path_buf(), offset };
+    // A second handle for what the crate does not read: padding and the end.
+    let mut side = File::open(archive).map_err(io_err(archive))?;
+    let mut tar = ::tar::Archive::new(BufReader::with_capacity(CHUNK, f));
+    let mut raw = tar.entries().map_err(io_err(archive))?.raw(true);
     let mut entries: Vec<Entry> = Vec::new();
     let mut kinds: BTreeMap<String, Kind> = BTreeMap::new();
     let mut offset = 0u64;
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let mut h = [0u8; BLOCK];
-        if offset + BLOCK as u64 > file_len {
-            return Err(truncated(offset));
-        }
-        r.read_exact(&mut h).map_err(io_err(archive))?;
-        if h.iter().all(|&b| b == 0) {
-            // End of archive: a second zero block, then nothing but zeros.
-            if file_len % BLOCK as u64 != 0 {
-                return Err(unsupported(file_len, "archive length is not a multiple of 512".into()));
+        let mut e = match raw.next() {
+            None => {
+                check_end(&mut side, archive, offset, file_len)?;
+                return Ok(entries);
             }
-            let second = offset + BLOCK as u64;
-            if second + BLOCK as u64 > file_len {
-                return Err(truncated(second));
-            }
-            let mut rest = vec![0u8; CHUNK];
-            let mut at = second;
-            loop {
-                let n = r.read(&mut rest).map_err(io_err(archive))?;
-                if n == 0 {
-                    return Ok(entries);
-                }
-                if let Some(i) = rest[..n].iter().position(|&b| b != 0) {
-                    let what =
-                        if at + (i as u64) < second + BLOCK as u64 { "a lone zero block inside the archive" } else { "data after the end-of-archive marker" };
-                    return Err(unsupported(at + i as u64, what.into()));
-                }
-                at += n as u64;
-            }
+            Some(Err(err)) => return Err(diagnose(&mut side, archive, offset, file_len, err)),
+            Some(Ok(e)) => e,
+        };
+        let unsupported = |what: String| TarError::Unsupported { archive: archive.to_path_buf(), offset, what };
+        let h = e.header();
+        let old = h.as_old();
+        if h.as_ustar().is_none() {
+            return Err(unsupported("not a POSIX ustar header (magic \"ustar\\0\" version \"00\")".into()));
         }
-        let stored = parse_octal(&h[148..156]).ok_or_else(|| unsupported(offset, "unreadable checksum field".into()))?;
-        let computed = checksum(&h);
-        if stored != computed {
-            return Err(TarError::BadChecksum { archive: archive.to_path_buf(), offset, stored, computed });
-        }
-        if &h[257..265] != b"ustar\x0000" {
-            return Err(unsupported(offset, "not a POSIX ustar header (magic \"ustar\\0\" version \"00\")".into()));
-        }
-        let kind = match h[156] {
+        let kind = match old.linkflag[0] {
             b'0' => Kind::File,
             b'5' => Kind::Dir,
-            t => return Err(unsupported(offset, format!("typeflag {:?}: only regular files and directories are accepted", t as char))),
+            t => return Err(unsupported(format!("typeflag {:?}: only regular files and directories are accepted", t as char))),
         };
-        let field = |range: std::ops::Range<usize>, name: &str| parse_octal(&h[range]).ok_or_else(|| unsupported(offset, format!("unreadable {name} field")));
+        let field = |bytes: &[u8], name: &str| parse_octal(bytes).ok_or_else(|| unsupported(format!("unreadable {name} field")));
+        field(&old.cksum, "checksum")?;
         let (mode, uid, gid, size, mtime) =
-            (field(100..108, "mode")?, field(108..116, "uid")?, field(116..124, "gid")?, field(124..136, "size")?, field(136..148, "mtime")?);
+            (field(&old.mode, "mode")?, field(&old.uid, "uid")?, field(&old.gid, "gid")?, field(&old.size, "size")?, field(&old.mtime, "mtime")?);
         if mode > 0o777 {
-            return Err(unsupported(offset, format!("mode {mode:o} has set-id or sticky bits")));
+            return Err(unsupported(format!("mode {mode:o} has set-id or sticky bits")));
         }
-        if !text(&h[157..257]).is_empty() {
-            return Err(unsupported(offset, "a link name on a file or directory".into()));
+        if h.link_name_bytes().is_some() {
+            return Err(unsupported("a link name on a file or directory".into()));
         }
-        let (name, prefix) = (text(&h[..100]), text(&h[345..500]));
-        let mut full = prefix.to_vec();
-        if !prefix.is_empty() {
-            full.push(b'/');
-        }
-        full.extend_from_slice(name);
-        let full = String::from_utf8(full).map_err(|_| unsupported(offset, "path is not UTF-8".into()))?;
+        let full = String::from_utf8(h.path_bytes().into_owned()).map_err(|_| unsupported("path is not UTF-8".into()))?;
         let path = match (kind, full.strip_suffix('/')) {
             (Kind::Dir, Some(p)) => p.to_string(),
-            (Kind::Dir, None) => return Err(unsupported(offset, format!("directory {full:?} without a trailing '/'"))),
+            (Kind::Dir, None) => return Err(unsupported(format!("directory {full:?} without a trailing '/'"))),
             (Kind::File, _) => full,
         };
-        let parts = components(&path).map_err(|reason| unsupported(offset, format!("path {path:?}: {reason}")))?;
+        let parts = components(&path).map_err(|reason| unsupported(format!("path {path:?}: {reason}")))?;
         for depth in 1..parts.len() {
             if kinds.get(&parts[..depth].join("/")) == Some(&Kind::File) {
-                return Err(unsupported(offset, format!("{path:?} is beneath the file {:?}", parts[..depth].join("/"))));
+                return Err(unsupported(format!("{path:?} is beneath the file {:?}", parts[..depth].join("/"))));
             }
         }
         if kind == Kind::Dir && size != 0 {
-            return Err(unsupported(offset, format!("directory {path:?} has size {size}")));
+            return Err(unsupported(format!("directory {path:?} has size {size}")));
         }
+        let data_offset = e.raw_file_position();
         let padded = size.checked_add(BLOCK as u64 - 1).map(|s| s / BLOCK as u64 * BLOCK as u64);
-        let data_end = padded.and_then(|p| (offset + BLOCK as u64).checked_add(p)).filter(|&e| e <= file_len);
-        let data_end = data_end.ok_or_else(|| truncated(offset + BLOCK as u64))?;
-        let sha256 = (kind == Kind::File).then(|| -> Result<String> {
+        let data_end = padded.and_then(|p| data_offset.checked_add(p)).filter(|&end| end <= file_len);
+        let data_end = data_end.ok_or(TarError::Truncated { archive: archive.to_path_buf(), offset: data_offset })?;
+        let sha256 = if kind == Kind::File {
             let mut hash = Sha256::new();
             let mut left = size;
             while left > 0 {
                 let n = left.min(CHUNK as u64) as usize;
-                r.read_exact(&mut buf[..n]).map_err(io_err(archive))?;
+                e.read_exact(&mut buf[..n]).map_err(io_err(archive))?;
                 hash.update(&buf[..n]);
                 left -= n as u64;
             }
-            Ok(hex::encode(hash.finalize()))
-        });
-        let sha256 = sha256.transpose()?;
-        let pad = (data_end - offset - BLOCK as u64 - size) as usize;
-        r.read_exact(&mut buf[..pad]).map_err(io_err(archive))?;
-        if buf[..pad].iter().any(|&b| b != 0) {
-            return Err(unsupported(offset, format!("non-zero padding after {path:?}")));
+            Some(hex::encode(hash.finalize()))
+        } else {
+            None
+        };
+        let pad = &mut buf[..(data_end - data_offset - size) as usize];
+        read_at(&mut side, archive, data_offset + size, pad)?;
+        if pad.iter().any(|&b| b != 0) {
+            return Err(unsupported(format!("non-zero padding after {path:?}")));
         }
         if kinds.insert(path.clone(), kind).is_some() {
-            return Err(unsupported(offset, format!("{path:?} appears twice")));
+            return Err(unsupported(format!("{path:?} appears twice")));
         }
         let beneath = format!("{path}/");
         if let Some((child, _)) = kinds.range(beneath.clone()..).next().filter(|(k, _)| kind == Kind::File && k.starts_with(&beneath)) {
-            return Err(unsupported(offset, format!("{child:?} is beneath the file {path:?}")));
+            return Err(unsupported(format!("{child:?} is beneath the file {path:?}")));
         }
-        entries.push(Entry { path, kind, mode: mode as u32, uid, gid, mtime, size, sha256, data_offset: offset + BLOCK as u64 });
+        entries.push(Entry { path, kind, mode: mode as u32, uid, gid, mtime, size, sha256, data_offset });
         offset = data_end;
     }
 }
 
 /// Extracts an archive that [`list`] accepts into the directory `dest`
-/// (created; it must be empty or missing). Files get mode 0644 or 0755 as
-/// stored; every path was checked by [`list`], so nothing lands outside
-/// `dest`. Returns the entries.
+/// (created; it must be empty or missing). Every path was checked by
+/// [`list`], so nothing lands outside `dest`. Returns the entries.
 pub fn extract(archive: &Path, dest: &Path) -> Result<Vec<Entry>> {
     let entries = list(archive)?;
     std::fs::create_dir_all(dest).map_err(io_err(dest))?;
     let mut f = File::open(archive).map_err(io_err(archive))?;
-    let mut buf = vec![0u8; CHUNK];
     for e in &entries {
         let path = dest.join(&e.path);
         if e.kind == Kind::Dir {
@@ -663,12 +715,9 @@ pub fn extract(archive: &Path, dest: &Path) -> Result<Vec<Entry>> {
         }
         f.seek(SeekFrom::Start(e.data_offset)).map_err(io_err(archive))?;
         let mut out = File::create_new(&path).map_err(io_err(&path))?;
-        let mut left = e.size;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
-            f.read_exact(&mut buf[..n]).map_err(io_err(archive))?;
-            out.write_all(&buf[..n]).map_err(io_err(&path))?;
-            left -= n as u64;
+        let copied = io::copy(&mut (&mut f).take(e.size), &mut out).map_err(io_err(&path))?;
+        if copied != e.size {
+            return Err(TarError::Truncated { archive: archive.to_path_buf(), offset: e.data_offset + copied });
         }
     }
     Ok(entries)
@@ -682,10 +731,9 @@ pub fn compress(tar_path: &Path, out_path: &Path) -> Result<Written> {
     if found != ZSTD_LIB_VERSION {
         return Err(TarError::ZstdVersion { expected: ZSTD_LIB_VERSION, found });
     }
-    let mut src = File::open(tar_path).map_err(io_err(tar_path))?;
+    let src = File::open(tar_path).map_err(io_err(tar_path))?;
     let size = src.metadata().map_err(io_err(tar_path))?.len();
     write_atomic(out_path, |w| {
-        let zerr = io_err(out_path);
         let mut enc = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL).map_err(io_err(out_path))?;
         let params = [
             CParameter::NbWorkers(0),
@@ -698,8 +746,9 @@ pub fn compress(tar_path: &Path, out_path: &Path) -> Result<Written> {
             enc.set_parameter(p).map_err(io_err(out_path))?;
         }
         enc.set_pledged_src_size(Some(size)).map_err(io_err(out_path))?;
-        copy_exact(&mut src, tar_path, size, &mut enc, out_path)?;
-        enc.finish().map_err(zerr)?;
+        let mut data = Exact::new(src, tar_path, size);
+        io::copy(&mut data, &mut enc).map_err(|e| data.error(e, out_path))?;
+        enc.finish().map_err(io_err(out_path))?;
         Ok(())
     })
 }
@@ -978,6 +1027,19 @@ drwxr-xr-x 0/0               0 1970-01-01 00:00 params/
         assert!(matches!(e, TarError::MtimeOutOfRange { .. }));
     }
 
+    /// The (prefix, name) fields of a header for `full`, or `None` when it does not fit.
+    fn split_name(full: &str) -> Option<(&str, &str)> {
+        let h = header(full, Kind::File, 0, 0, 0)?;
+        let u = h.as_ustar().unwrap();
+        let text = |f: &[u8]| f[..f.iter().position(|&b| b == 0).unwrap_or(f.len())].to_vec();
+        let (prefix, name) = (text(&u.prefix), text(&u.name));
+        // Borrow the pieces back out of `full`: the fields must be its two halves.
+        let p = &full[..prefix.len()];
+        let n = &full[full.len() - name.len()..];
+        assert_eq!((p.as_bytes(), n.as_bytes()), (&prefix[..], &name[..]), "{full}");
+        Some((p, n))
+    }
+
     #[test]
     fn ustar_prefix_split_follows_gnu_tar() {
         let name = "n".repeat(100);
@@ -987,6 +1049,7 @@ drwxr-xr-x 0/0               0 1970-01-01 00:00 params/
         assert_eq!(split_name(&format!("{}/{name}", "p".repeat(155))).map(|(p, _)| p.len()), Some(155));
         assert_eq!(split_name(&format!("{}/{name}", "p".repeat(156))), None);
         assert_eq!(split_name(&format!("p/{name}x")), None);
+        assert_eq!(split_name("a/b"), Some(("", "a/b")));
     }
 
     #[test]

@@ -209,27 +209,18 @@ mod tests {
         assert!(e.contains("absent.safetensors"), "{e}");
     }
 
-    /// SplitMix64, as in the parent's property test.
-    fn splitmix(s: &mut u64) -> u64 {
-        *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     #[test]
     fn property_accepts_exactly_what_the_in_memory_reader_accepts() {
         let dir = tempfile::tempdir().unwrap();
         let good = serialize(&sample(), &BTreeMap::new(), "x").unwrap();
-        let mut s = 7u64;
+        let mut rng = crate::rng::Rng::new(7);
         for case in 0..200 {
             let mut bytes = good.clone();
-            match splitmix(&mut s) % 3 {
-                0 => bytes.truncate(splitmix(&mut s) as usize % good.len()),
+            match rng.next_u64() % 3 {
+                0 => bytes.truncate(rng.next_u64() as usize % good.len()),
                 1 => {
-                    let i = splitmix(&mut s) as usize % 200.min(bytes.len());
-                    bytes[i] = splitmix(&mut s) as u8;
+                    let i = rng.next_u64() as usize % 200.min(bytes.len());
+                    bytes[i] = rng.next_u64() as u8;
                 }
                 _ => bytes.push(0),
             }

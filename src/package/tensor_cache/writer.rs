@@ -1,10 +1,11 @@
-//! The streaming writer: records go straight to shard files under
-//! temporary names; `finish` renames them into place.
+//! The streaming writer: records go straight to shard files written
+//! through [`AtomicFile`]; `finish` commits them under their final names.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use crate::atomic::AtomicFile;
 
 use md5::{Digest, Md5};
 
@@ -23,22 +24,21 @@ pub struct ShardWriter {
     cap: u64,
     format: RecordFormat,
     shards: Vec<Shard>,
-    /// Temporary file of each closed shard, in shard order.
-    shard_tmps: Vec<PathBuf>,
-    /// Every temporary file created, for cleanup.
-    tmps: Vec<PathBuf>,
+    /// Each closed shard, uncommitted (dropping one removes it), in shard order.
+    shard_files: Vec<AtomicFile>,
     open: Option<OpenShard>,
     names: BTreeSet<String>,
     param_bytes: u64,
-    seq: u64,
+    /// Files already renamed into place by a `finish` that then failed.
     published: Vec<PathBuf>,
     poisoned: bool,
     done: bool,
 }
 
 struct OpenShard {
-    tmp: PathBuf,
-    file: BufWriter<File>,
+    /// What errors name until the shard's number is known at close.
+    name: PathBuf,
+    file: BufWriter<AtomicFile>,
     md5: Md5,
     nbytes: u64,
     records: Vec<Record>,
@@ -64,12 +64,10 @@ impl ShardWriter {
             cap,
             format: RecordFormat::Raw,
             shards: Vec::new(),
-            shard_tmps: Vec::new(),
-            tmps: Vec::new(),
+            shard_files: Vec::new(),
             open: None,
             names: BTreeSet::new(),
             param_bytes: 0,
-            seq: 0,
             published: Vec::new(),
             poisoned: false,
             done: false,
@@ -141,17 +139,16 @@ impl ShardWriter {
     }
 
     fn open_shard(&mut self) -> Result<OpenShard> {
-        let tmp = self.dir.join(format!(".{SHARD_PREFIX}.avac-tmp-{}-{}", std::process::id(), self.seq));
-        self.seq += 1;
-        let file = File::create_new(&tmp).map_err(io_err(&tmp))?;
-        self.tmps.push(tmp.clone());
-        Ok(OpenShard { tmp, file: BufWriter::with_capacity(1 << 16, file), md5: Md5::new(), nbytes: 0, records: Vec::new() })
+        // Shards are numbered as they close, so the final name is given at commit.
+        let name = self.dir.join(SHARD_PREFIX);
+        let file = AtomicFile::create(&name).map_err(io_err(&name))?;
+        Ok(OpenShard { name, file: BufWriter::with_capacity(1 << 16, file), md5: Md5::new(), nbytes: 0, records: Vec::new() })
     }
 
     fn close(&mut self, shard: OpenShard) -> Result<()> {
-        let OpenShard { tmp, file, md5, nbytes, records } = shard;
-        file.into_inner().map_err(|e| e.into_error()).map_err(io_err(&tmp))?;
-        self.shard_tmps.push(tmp);
+        let OpenShard { name, file, md5, nbytes, records } = shard;
+        let file = file.into_inner().map_err(|e| e.into_error()).map_err(io_err(&name))?;
+        self.shard_files.push(file);
         let data_path = format!("{SHARD_PREFIX}_{}.bin", self.shards.len());
         self.shards.push(Shard { data_path, format: ShardFormat::RawShard, nbytes, records, md5sum: hex::encode(md5.finalize()) });
         Ok(())
@@ -176,15 +173,13 @@ impl ShardWriter {
             metadata: Metadata { param_size: self.names.len() as u64, param_bytes, bits_per_param: param_bytes * 8.0 / source_params as f64 },
             records: std::mem::take(&mut self.shards),
         };
-        let json_tmp = self.dir.join(format!(".{CACHE_FILE}.avac-tmp-{}", std::process::id()));
-        let mut json = File::create_new(&json_tmp).map_err(io_err(&json_tmp))?;
-        self.tmps.push(json_tmp.clone());
-        json.write_all(&cache.to_json()).map_err(io_err(&json_tmp))?;
-        drop(json);
-        let sources = self.shard_tmps.iter().chain([&json_tmp]).cloned().collect::<Vec<_>>();
-        for (name, tmp) in cache.records.iter().map(|s| s.data_path.as_str()).chain([CACHE_FILE]).zip(sources) {
+        let json_path = self.dir.join(CACHE_FILE);
+        let mut json = AtomicFile::create(&json_path).map_err(io_err(&json_path))?;
+        json.write_all(&cache.to_json()).map_err(io_err(&json_path))?;
+        let files = std::mem::take(&mut self.shard_files).into_iter().chain([json]);
+        for (name, file) in cache.records.iter().map(|s| s.data_path.as_str()).chain([CACHE_FILE]).zip(files) {
             let dest = self.dir.join(name);
-            std::fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+            file.commit_as(&dest).map_err(io_err(&dest))?;
             self.published.push(dest);
         }
         self.done = true;
@@ -194,7 +189,7 @@ impl ShardWriter {
 
 impl OpenShard {
     fn append(&mut self, record: Record, bytes: &[u8]) -> Result<()> {
-        self.file.write_all(bytes).map_err(io_err(&self.tmp))?;
+        self.file.write_all(bytes).map_err(io_err(&self.name))?;
         self.md5.update(bytes);
         self.nbytes += record.nbytes;
         self.records.push(record);
@@ -207,8 +202,9 @@ impl Drop for ShardWriter {
         if self.done {
             return;
         }
+        // Uncommitted shards remove themselves as they drop.
         drop(self.open.take());
-        for path in self.tmps.iter().chain(&self.published) {
+        for path in &self.published {
             let _ = std::fs::remove_file(path);
         }
     }
