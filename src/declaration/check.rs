@@ -5,7 +5,7 @@
 use super::{AlcTarget, AonTarget, Target};
 
 /// Ways a target's fields disagree.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TargetError {
     /// `quantize` is declared but there is nothing to calibrate on.
     #[error("INT8 quantization (`quantize`) needs a `calibration` source in the target")]
