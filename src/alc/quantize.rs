@@ -237,7 +237,7 @@ fn write_package_dir(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, cfg: &cr
                 if in_dim != expect_in {
                     return Err(Gemma3Error::Shape { name: hf[0].clone(), expected: vec![out_dim, expect_in], found: vec![out_dim, in_dim] }.into());
                 }
-                let t = q4::quantize_with(&w, out_dim, in_dim, spec).map_err(|e| format!("{}: {}: {e}", ckpt.display(), hf.join(" + ")))?;
+                let t = q4::quantize_groups_with(&w, out_dim, in_dim, spec).map_err(|e| format!("{}: {}: {e}", ckpt.display(), hf.join(" + ")))?;
                 err.add(&w, &t, embedding);
                 drop(w);
                 writer.add(&format!("{mlc}.q_weight"), &t.q_weight_shape(), Dtype::U32, &t.q_weight_le_bytes())?;

@@ -95,7 +95,7 @@ fn package_holds_exactly_the_quantized_source() {
         let want: Vec<f32> = if name.ends_with("norm.weight") {
             w.iter().map(|&x| q4::round_to_bf16(1.0 + x) - 1.0).collect()
         } else {
-            q4::dequantize(&q4::quantize(w, shape[0], shape[1], 32).unwrap())
+            q4::dequantize(&q4::quantize_groups(w, shape[0], shape[1], 32).unwrap())
         };
         assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{name}");
     }

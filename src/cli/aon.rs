@@ -162,7 +162,7 @@ pub(super) fn run(cmd: AonCmd) -> Result<i32, Box<dyn std::error::Error>> {
             let seqs: Vec<Vec<u32>> = c.tokenizer.encode_batch_capped(&texts, &c.seq_policy())?.into_iter().map(|e| e.ids).collect();
             let bytes = std::fs::read(&input).map_err(|e| format!("{}: {e}", input.display()))?;
             let m = crate::graph::onnx::from_bytes(&bytes, &input.display().to_string())?;
-            let (q, r) = crate::aon::quantize::quantize(&m, &seqs, &p)?;
+            let (q, r) = crate::aon::quantize::run(&m, &seqs, &p)?;
             if !r.constant_activations.is_empty() {
                 eprintln!(
                     "warning: {}: {} activation(s) took a single value on all calibration text (exact, but the text may not exercise the model): {}",

@@ -9,14 +9,15 @@
 //! corrections. The bias is the Gemm's `C`, or the initializer a MatMul's
 //! only consumer `Add`s to it; a product without one is left alone.
 
-use super::{emit, QuantizeError, Selection};
+use super::{QuantizeError, Selection};
 use crate::graph::{DType, Model, Tensor};
+use crate::quant::int8;
 use std::collections::BTreeMap;
 
 /// Per-channel sums and token counts of each activation over the calibration text.
 fn channel_sums(m: &Model, acts: &[&str], calibration: &[Vec<u32>]) -> Result<BTreeMap<String, (Vec<f64>, usize)>, QuantizeError> {
     let mut sums: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
-    super::for_each_channel_row(m, acts, calibration, &mut |name, row| {
+    super::calibrate::for_each_channel_row(m, acts, calibration, &mut |name, row| {
         let e = sums.entry(name.to_string()).or_insert_with(|| (vec![0.0; row.len()], 0));
         if e.0.len() == row.len() {
             for (s, x) in e.0.iter_mut().zip(row) {
@@ -65,7 +66,8 @@ pub(super) fn correct(m: &Model, sel: &Selection, calibration: &[Vec<u32>], per_
         let Some((sum, tokens)) = sums.get(a).filter(|s| s.0.len() == k && s.1 > 0) else { continue };
         if !delta_w.contains_key(w) {
             let v = t.to_f32().expect("selected as F32");
-            let deq = emit::int8_roundtrip(w, &v, &t.dims, per_column)?;
+            let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+            let deq = int8::quantize_int8_weight(w, &v, &shape, per_column)?.dequantize();
             delta_w.insert(w, deq.iter().zip(&v).map(|(q, x)| q - x).collect());
         }
         let dw = &delta_w[w];

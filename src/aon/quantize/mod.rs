@@ -28,19 +28,36 @@
 //! Calibration runs the FP32 graph in [`crate::graph::eval`] (the project's
 //! deterministic reference math) over the calibration token sequences, each
 //! at its own length, and feeds every quantized activation into a
-//! [`crate::quant::calibrate::Observer`] — twice when the method needs a
+//! [`crate::quant::observers::Observer`] — twice when the method needs a
 //! histogram. Same inputs ⇒ same ranges ⇒ same bytes, on any machine.
 //! An activation whose calibrated range is a single value (a constant) is
 //! listed in the report's `constant_activations`: its quantization is exact
 //! but it usually means the calibration text does not exercise the model.
+//!
+//! # Where each part lives
+//!
+//! [`run`] takes the steps in this order; each file is one of them, over the
+//! graph. The arithmetic is in [`crate::quant`] (no graphs there).
+//!
+//! - `mod.rs`: the parameters, the report, which products and tensors are
+//!   selected, and [`run`].
+//! - `smooth.rs`: smoothing (SmoothQuant), an exact FP32 rewrite.
+//! - `bias.rs`: bias correction for the int8 weights' mean shift.
+//! - `calibrate.rs`: the FP32 graph over the calibration text, feeding
+//!   [`crate::quant::observers`] (ranges) and per-channel statistics.
+//! - `qdq.rs`: the rewrite into QDQ (static) or DynamicQuantizeLinear
+//!   chains (dynamic), with int8 weights and int32 biases from
+//!   [`crate::quant::int8`].
 
 mod bias;
-mod emit;
+mod calibrate;
+mod qdq;
 mod smooth;
 
-use crate::graph::eval::{EvalError, Evaluator, Value};
+use crate::graph::eval::EvalError;
 use crate::graph::{DType, Model};
-use crate::quant::calibrate::{CalibrateError, Method, Observer, Range};
+use crate::quant::int8::Int8Error;
+use crate::quant::observers::{CalibrateError, Method};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -98,9 +115,12 @@ pub enum QuantizeError {
     /// The FP32 graph could not be evaluated for calibration.
     #[error("calibration run failed: {0}")]
     Eval(#[from] EvalError),
-    /// A calibration or weight quantization error.
+    /// A calibration error.
     #[error(transparent)]
     Calibrate(#[from] CalibrateError),
+    /// An int8 weight could not be quantized.
+    #[error(transparent)]
+    Int8(#[from] Int8Error),
     /// No calibration text.
     #[error("no calibration sequences: static INT8 needs calibration text (a JSON array of strings, e.g. [\"set an alarm for 7\", \"what's the weather\"])")]
     NoCalibration,
@@ -169,30 +189,6 @@ impl Selection {
     }
 }
 
-/// The evaluator inputs of one calibration sequence (unpadded, all positions attended).
-fn calibration_inputs(seq: &[u32]) -> [(&'static str, Value); 2] {
-    let len = seq.len();
-    [("input_ids", Value::i64(&[1, len], seq.iter().map(|&v| v as i64).collect())), ("attention_mask", Value::i64(&[1, len], vec![1; len]))]
-}
-
-/// Runs `m` on every calibration sequence and hands `row` each last-axis
-/// row (one token's channels) of every float activation named in `acts`.
-fn for_each_channel_row(m: &Model, acts: &[&str], calibration: &[Vec<u32>], row: &mut dyn FnMut(&str, &[f32])) -> Result<(), QuantizeError> {
-    let ev = Evaluator::new(m)?;
-    for seq in calibration {
-        ev.run(&calibration_inputs(seq), &mut |name, v| {
-            let (true, Some(a)) = (acts.contains(&name), v.as_f32()) else { return };
-            let k = *a.dims.last().unwrap_or(&0);
-            if k > 0 {
-                for r in a.data.chunks_exact(k) {
-                    row(name, r);
-                }
-            }
-        })?;
-    }
-    Ok(())
-}
-
 fn select(m: &Model, p: &QuantizeParams) -> Result<Selection, QuantizeError> {
     let g = &m.graph;
     let mut s = Selection { weights: BTreeSet::new(), act_uses: BTreeSet::new(), embedding: None };
@@ -235,42 +231,9 @@ fn select(m: &Model, p: &QuantizeParams) -> Result<Selection, QuantizeError> {
     Ok(s)
 }
 
-/// Calibrated ranges of `acts` over the calibration sequences.
-fn calibrate(fp32: &Model, acts: &BTreeSet<&str>, calibration: &[Vec<u32>], method: &Method) -> Result<BTreeMap<String, Range>, QuantizeError> {
-    let ev = Evaluator::new(fp32)?;
-    let mut observers: BTreeMap<String, Observer> = acts.iter().map(|a| (a.to_string(), Observer::new(a.to_string()))).collect();
-    let passes = if method.needs_histogram() { 2 } else { 1 };
-    for pass in 0..passes {
-        if pass == 1 {
-            for o in observers.values_mut() {
-                o.start_histogram_pass()?;
-            }
-        }
-        for seq in calibration {
-            let mut err = None;
-            ev.run(&calibration_inputs(seq), &mut |name, v| {
-                if let (Some(o), Some(a)) = (observers.get_mut(name), v.as_f32()) {
-                    if err.is_none() {
-                        if let Err(e) = o.observe(&a.data) {
-                            err = Some(e);
-                        }
-                    }
-                }
-            })?;
-            if let Some(e) = err {
-                return Err(e.into());
-            }
-        }
-    }
-    let mut ranges = BTreeMap::new();
-    for (a, o) in &observers {
-        ranges.insert(a.clone(), o.range(method)?);
-    }
-    Ok(ranges)
-}
-
-/// Quantizes `fp32`; static mode calibrates on `calibration` token sequences.
-pub fn quantize(fp32: &Model, calibration: &[Vec<u32>], p: &QuantizeParams) -> Result<(Model, QuantizeReport), QuantizeError> {
+/// The `quantize` step: quantizes `fp32`; static mode calibrates on
+/// `calibration` token sequences.
+pub fn run(fp32: &Model, calibration: &[Vec<u32>], p: &QuantizeParams) -> Result<(Model, QuantizeReport), QuantizeError> {
     if p.mode == Mode::Static && calibration.is_empty() {
         return Err(QuantizeError::NoCalibration);
     }
@@ -295,10 +258,10 @@ pub fn quantize(fp32: &Model, calibration: &[Vec<u32>], p: &QuantizeParams) -> R
     };
     let base: &Model = &base;
     let ranges = match p.mode {
-        Mode::Static => calibrate(base, &sel.activations(base), calibration, &p.calibration)?,
+        Mode::Static => calibrate::ranges(base, &sel.activations(base), calibration, &p.calibration)?,
         Mode::Dynamic => BTreeMap::new(),
     };
-    let (mut m, mut report) = emit::rewrite(base, &sel, &ranges, p)?;
+    let (mut m, mut report) = qdq::rewrite(base, &sel, &ranges, p)?;
     report.smoothing = alpha;
     report.smoothed_activations = smoothed;
     report.corrected_biases = corrected;
@@ -313,6 +276,7 @@ pub fn quantize(fp32: &Model, calibration: &[Vec<u32>], p: &QuantizeParams) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::eval::Evaluator;
     use crate::graph::passes::testgraph::{tiny_encoder, Act, Pool};
     use crate::graph::Tensor;
 
@@ -330,13 +294,13 @@ mod tests {
         crate::graph::passes::optimize(&mut m).unwrap();
         let p = QuantizeParams { min_weight_elements: 1, ..Default::default() };
         let cal = vec![vec![1, 5, 9, 2], vec![3, 4, 7, 8, 11, 2]];
-        let (q, r) = quantize(&m, &cal, &p).unwrap();
+        let (q, r) = run(&m, &cal, &p).unwrap();
         assert!(!r.constant_activations.is_empty(), "{r:?}");
         // The zero range gets scale 1 and zero point 0: 0 quantizes exactly, and the model still runs.
         let a = &r.constant_activations[0];
         assert_eq!(r.activations[a], [0.0, 0.0]);
         let ev = Evaluator::new(&q).unwrap();
-        let out = ev.run(&calibration_inputs(&cal[0]), &mut |_, _| {}).unwrap();
+        let out = ev.run(&calibrate::calibration_inputs(&cal[0]), &mut |_, _| {}).unwrap();
         assert!(out["logits"].as_f32().unwrap().data.iter().all(|x| x.is_finite()));
     }
 }

@@ -27,7 +27,7 @@ const MAX_FACTOR: f32 = 1e4;
 /// Per-input-channel maximum |x| of each activation over the calibration text.
 fn channel_maxima(m: &Model, acts: &[&str], calibration: &[Vec<u32>]) -> Result<BTreeMap<String, Vec<f32>>, QuantizeError> {
     let mut max: BTreeMap<String, Vec<f32>> = BTreeMap::new();
-    super::for_each_channel_row(m, acts, calibration, &mut |name, row| {
+    super::calibrate::for_each_channel_row(m, acts, calibration, &mut |name, row| {
         let e = max.entry(name.to_string()).or_insert_with(|| vec![0.0; row.len()]);
         if e.len() == row.len() {
             for (m, x) in e.iter_mut().zip(row) {

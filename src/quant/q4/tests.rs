@@ -47,7 +47,7 @@ fn hand_computed_group() {
     // 6.5 -> 6 (tie, even), 9, bf16(-1.1) = -1.1015625 -> 4.796875 -> 5, 7.
     let mut w = vec![0.0f32; 32];
     w[..8].copy_from_slice(&[3.5, -3.5, 0.25, 0.75, -0.25, 1.0, -1.1, 0.0]);
-    let t = quantize(&w, 1, 32, 32).unwrap();
+    let t = quantize_groups(&w, 1, 32, 32).unwrap();
     assert_eq!(t.q_scale(), &[0x3F00]);
     assert_eq!(t.q_weight(), &[0x7596_880E, 0x7777_7777, 0x7777_7777, 0x7777_7777]);
     assert_eq!(t.q_weight_shape(), [1, 4]);
@@ -65,7 +65,7 @@ fn codes_use_the_rounded_scale() {
     let mut w = vec![0.0f32; 8];
     w[0] = 1.0;
     w[1] = 0.5;
-    let t = quantize(&w, 1, 8, 8).unwrap();
+    let t = quantize_groups(&w, 1, 8, 8).unwrap();
     assert_eq!(t.q_scale(), &[0x3E12]);
     assert_eq!(&codes(&t, 0)[..2], &[14, 11]);
 }
@@ -75,7 +75,7 @@ fn ties_round_half_to_even_like_tvm() {
     // scale = 7 / 7 = 1, so w + 7 lands on exact .5 ties. The expected codes
     // are TVM 0.27's output for MLC's `_quantize` on this row.
     let w = [7.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, -3.5, 4.5, -4.5, 5.5, -5.5, 6.5, -6.5, -7.0];
-    let t = quantize(&w, 1, 16, 16).unwrap();
+    let t = quantize_groups(&w, 1, 16, 16).unwrap();
     assert_eq!(t.q_scale(), &[0x3F80]);
     assert_eq!(codes(&t, 0), [14, 8, 8, 10, 6, 6, 4, 10, 4, 12, 2, 12, 2, 14, 0, 0]);
 }
@@ -86,7 +86,7 @@ fn all_zero_group_is_code_zero_scale_zero() {
     // writes nibble 0 and scale 0 for this row too.
     let mut w = vec![0.0f32; 64];
     w[32] = -3.5;
-    let t = quantize(&w, 1, 64, 32).unwrap();
+    let t = quantize_groups(&w, 1, 64, 32).unwrap();
     assert_eq!(t.q_scale()[0], 0);
     assert_eq!(&t.q_weight()[..4], &[0, 0, 0, 0]);
     let d = dequantize(&t);
@@ -129,7 +129,7 @@ fn error_is_at_most_half_a_step() {
     let (out, inp) = (48, 256);
     let w = oracle_input(out, inp);
     for group in [32, 128] {
-        let t = quantize(&w, out, inp, group).unwrap();
+        let t = quantize_groups(&w, out, inp, group).unwrap();
         let d = dequantize(&t);
         for (k, (&x, &y)) in w.iter().zip(&d).enumerate() {
             let scale = bf16_to_f32(t.q_scale()[(k / inp) * (inp / group) + (k % inp) / group]);
@@ -161,7 +161,7 @@ fn matches_mlc_tvm_oracle() {
         (128, "bcd1cd9ee1b5922261a4f63018cd241c8c32cd7397709c7d9506dc27fd7dccfe", "f166d9fce5207ac9594c366e93472b8424ab798035a53e4d54c52b1404a31576"),
     ];
     for (group, q_weight, q_scale) in expected {
-        let t = quantize(&w, out, inp, group).unwrap();
+        let t = quantize_groups(&w, out, inp, group).unwrap();
         assert_eq!(sha256_hex(&t.q_weight_le_bytes()), q_weight, "group {group} q_weight");
         assert_eq!(sha256_hex(&t.q_scale_le_bytes()), q_scale, "group {group} q_scale");
     }
@@ -174,7 +174,7 @@ fn same_bits_for_any_thread_count() {
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let t = quantize(&w, out, inp, 128).unwrap();
+            let t = quantize_groups(&w, out, inp, 128).unwrap();
             let d = dequantize(&t);
             (t, d.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
         })
@@ -188,27 +188,27 @@ fn same_bits_for_any_thread_count() {
 #[test]
 fn bad_shapes_and_values_are_refused() {
     let w = vec![1.0f32; 64];
-    assert_eq!(quantize(&w, 1, 64, 12), Err(Q4Error::BadGroup { group: 12 }));
-    assert_eq!(quantize(&w, 1, 64, 0), Err(Q4Error::BadGroup { group: 0 }));
-    assert_eq!(quantize(&w[..48], 1, 48, 32), Err(Q4Error::RaggedGroup { inp: 48, group: 32 }));
-    assert_eq!(quantize(&w[..60], 2, 30, 8), Err(Q4Error::RaggedGroup { inp: 30, group: 8 }));
-    assert_eq!(quantize(&[], 0, 64, 32), Err(Q4Error::Empty { out: 0, inp: 64 }));
-    assert!(matches!(quantize(&w, 1, 128, 32), Err(Q4Error::LenMismatch { what: "weight", got: 64, expected: 128, .. })));
-    assert!(matches!(quantize(&w, usize::MAX, 64, 32), Err(Q4Error::ShapeOverflow { .. })));
+    assert_eq!(quantize_groups(&w, 1, 64, 12), Err(Q4Error::BadGroup { group: 12 }));
+    assert_eq!(quantize_groups(&w, 1, 64, 0), Err(Q4Error::BadGroup { group: 0 }));
+    assert_eq!(quantize_groups(&w[..48], 1, 48, 32), Err(Q4Error::RaggedGroup { inp: 48, group: 32 }));
+    assert_eq!(quantize_groups(&w[..60], 2, 30, 8), Err(Q4Error::RaggedGroup { inp: 30, group: 8 }));
+    assert_eq!(quantize_groups(&[], 0, 64, 32), Err(Q4Error::Empty { out: 0, inp: 64 }));
+    assert!(matches!(quantize_groups(&w, 1, 128, 32), Err(Q4Error::LenMismatch { what: "weight", got: 64, expected: 128, .. })));
+    assert!(matches!(quantize_groups(&w, usize::MAX, 64, 32), Err(Q4Error::ShapeOverflow { .. })));
     let mut bad = w.clone();
     bad[40] = f32::NAN;
     bad[50] = f32::INFINITY;
-    assert!(matches!(quantize(&bad, 2, 32, 32), Err(Q4Error::NonFinite { row: 1, col: 8, .. })));
+    assert!(matches!(quantize_groups(&bad, 2, 32, 32), Err(Q4Error::NonFinite { row: 1, col: 8, .. })));
     bad[40] = f32::MAX;
-    assert!(matches!(quantize(&bad, 2, 32, 32), Err(Q4Error::Bf16Overflow { row: 1, col: 8, .. })));
-    let msg = quantize(&w[..48], 1, 48, 32).unwrap_err().to_string();
+    assert!(matches!(quantize_groups(&bad, 2, 32, 32), Err(Q4Error::Bf16Overflow { row: 1, col: 8, .. })));
+    let msg = quantize_groups(&w[..48], 1, 48, 32).unwrap_err().to_string();
     assert!(msg.contains("48") && msg.contains("32"), "{msg}");
 }
 
 #[test]
 fn from_parts_checks_invariants() {
     let w = oracle_input(4, 64);
-    let t = quantize(&w, 4, 64, 32).unwrap();
+    let t = quantize_groups(&w, 4, 64, 32).unwrap();
     let (qw, qs) = t.clone().into_parts();
     assert_eq!(Q4Tensor::from_parts(qw.clone(), qs.clone(), 4, 64, 32).unwrap(), t);
     assert!(matches!(Q4Tensor::from_parts(qw[1..].to_vec(), qs.clone(), 4, 64, 32), Err(Q4Error::LenMismatch { what: "q_weight", .. })));
@@ -227,7 +227,7 @@ fn from_parts_checks_invariants() {
 #[test]
 fn dequantize_row_matches_whole_tensor() {
     let (out, inp) = (8, 256);
-    let t = quantize(&oracle_input(out, inp), out, inp, 32).unwrap();
+    let t = quantize_groups(&oracle_input(out, inp), out, inp, 32).unwrap();
     let all = dequantize(&t);
     let mut row = vec![0f32; inp];
     for i in 0..out {

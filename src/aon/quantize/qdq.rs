@@ -1,14 +1,15 @@
-//! The graph rewrite behind [`super::quantize`]: int8 initializers, QDQ
+//! The graph rewrite behind [`super::run`]: int8 initializers, QDQ
 //! pairs or DynamicQuantizeLinear chains, int32 Gemm biases, the int8
 //! embedding gather and weight-only int8 tensors (layouts in the module docs
-//! of [`super`]).
+//! of [`super`]). The numbers themselves come from [`crate::quant::int8`];
+//! this file decides where they go in the graph.
 //!
 //! New nodes are named `quant/<value>/<Op>` and new values `<value>.<role>`,
 //! so a reader of the INT8 graph can find the FP32 tensor each came from.
 
 use super::{Mode, QuantizeError, QuantizeParams, QuantizeReport, Selection};
 use crate::graph::{Attr, DType, Model, Node, Tensor};
-use crate::quant::calibrate::{self, QuantParams, Range};
+use crate::quant::int8::{self, QuantParams, Range};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn node(name: String, op: &str, inputs: Vec<String>, outputs: Vec<String>, attrs: Vec<(&str, Attr)>) -> Node {
@@ -47,30 +48,12 @@ fn store_int8(m: &mut Model, name: &str, per_column: bool) -> Result<Int8, Quant
     let t = m.graph.initializers.remove(name).expect("selected from the initializers");
     let v = t.to_f32().expect("selected as F32");
     let dims = t.dims.clone();
-    let (q, scales, axis) = if per_column && dims.len() == 2 {
-        let (k, n) = (dims[0] as usize, dims[1] as usize);
-        // Per output channel = per column of [K, N]: quantize the transpose's rows.
-        let mut tr = vec![0.0f32; v.len()];
-        for r in 0..k {
-            for c in 0..n {
-                tr[c * k + r] = v[r * n + c];
-            }
-        }
-        let (qt, scales) = calibrate::quantize_weights_per_channel(name, &tr, n, k)?;
-        let mut q = vec![0i8; qt.len()];
-        for r in 0..k {
-            for c in 0..n {
-                q[r * n + c] = qt[c * k + r];
-            }
-        }
-        (q, scales, Some(1))
-    } else {
-        let (q, s) = calibrate::quantize_weights_per_tensor(name, &v)?;
-        (q, vec![s], None)
-    };
-    let w = Int8 { q: format!("{name}.q"), scale: format!("{name}.scale"), zero_point: format!("{name}.zero_point"), scales, axis };
+    let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+    let q = int8::quantize_int8_weight(name, &v, &shape, per_column)?;
+    let axis = q.axis.map(|a| a as i64);
+    let w = Int8 { q: format!("{name}.q"), scale: format!("{name}.scale"), zero_point: format!("{name}.zero_point"), scales: q.scales, axis };
     let gi = &mut m.graph.initializers;
-    gi.insert(w.q.clone(), i8_tensor(&dims, &q));
+    gi.insert(w.q.clone(), i8_tensor(&dims, &q.values));
     if axis.is_some() {
         let n = w.scales.len();
         gi.insert(w.scale.clone(), Tensor::f32(&[n as i64], &w.scales));
@@ -80,16 +63,6 @@ fn store_int8(m: &mut Model, name: &str, per_column: bool) -> Result<Int8, Quant
         gi.insert(w.zero_point.clone(), i8_tensor(&[], &[0]));
     }
     Ok(w)
-}
-
-/// `w` quantized as [`store_int8`] would, then dequantized.
-pub(super) fn int8_roundtrip(name: &str, w: &[f32], dims: &[i64], per_column: bool) -> Result<Vec<f32>, QuantizeError> {
-    let mut m = Model::default();
-    m.graph.initializers.insert(name.to_string(), Tensor::f32(dims, w));
-    let q = store_int8(&mut m, name, per_column)?;
-    let v = m.graph.initializers[&q.q].data.iter().map(|&b| b as i8);
-    let n = *dims.last().unwrap_or(&1) as usize;
-    Ok(v.enumerate().map(|(e, x)| f32::from(x) * q.scales[if q.scales.len() == 1 { 0 } else { e % n }]).collect())
 }
 
 /// Where new nodes go relative to the FP32 graph's nodes.
@@ -274,15 +247,7 @@ fn static_qdq(
             continue;
         }
         let sa = params[n.inputs[0].as_str()].scale;
-        let scales: Vec<f32> = (0..bv.len()).map(|j| sa * wq.scales[if wq.scales.len() == 1 { 0 } else { j }]).collect();
-        let mut q = Vec::with_capacity(bv.len());
-        for (j, &x) in bv.iter().enumerate() {
-            let v = f64::from(x) / f64::from(scales[j]);
-            if !v.is_finite() || v.abs() > f64::from(i32::MAX) {
-                return Err(QuantizeError::Graph { node: n.name.clone(), why: format!("bias {b}[{j}] = {x} does not fit int32 at scale {}", scales[j]) });
-            }
-            q.push(v.round_ties_even() as i32);
-        }
+        let (q, scales) = int8::quantize_int32_bias(b, &bv, sa, &wq.scales).map_err(|e| QuantizeError::Graph { node: n.name.clone(), why: e.to_string() })?;
         let (bq, bs, bz) = (format!("{b}.q"), format!("{b}.scale"), format!("{b}.zero_point"));
         let gi = &mut m.graph.initializers;
         gi.remove(b);

@@ -397,14 +397,14 @@ impl Q4Tensor {
 
 /// Quantizes a row-major `[out, inp]` weight with MLC's `q4bf16_1` rule and
 /// the given group size.
-pub fn quantize(w: &[f32], out: usize, inp: usize, group: usize) -> Result<Q4Tensor, Q4Error> {
-    quantize_with(w, out, inp, Q4Spec::mlc(group))
+pub fn quantize_groups(w: &[f32], out: usize, inp: usize, group: usize) -> Result<Q4Tensor, Q4Error> {
+    quantize_groups_with(w, out, inp, Q4Spec::mlc(group))
 }
 
 /// Quantizes a row-major `[out, inp]` weight. Rows are processed in
 /// parallel, each by one thread in a fixed order, so the bits do not depend
 /// on the thread count.
-pub fn quantize_with(w: &[f32], out: usize, inp: usize, spec: Q4Spec) -> Result<Q4Tensor, Q4Error> {
+pub fn quantize_groups_with(w: &[f32], out: usize, inp: usize, spec: Q4Spec) -> Result<Q4Tensor, Q4Error> {
     let group = spec.group;
     let len = check_shape(out, inp, group)?;
     if w.len() != len {
