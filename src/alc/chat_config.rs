@@ -168,11 +168,36 @@ pub struct ChatConfig {
     pub tokenizer_files: Vec<String>,
 }
 
-fn field_err(field: &str, why: impl Into<String>) -> Gemma3Error {
-    Gemma3Error::Config { field: format!("{FILE}: {field}"), why: why.into() }
+/// Why `mlc-chat-config.json` is not one avac's runtime reads.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatConfigError {
+    /// The file is not JSON.
+    #[error("{FILE}: {source}")]
+    Json {
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// A field is missing or has a value the runtime does not take.
+    #[error("{FILE}: field {field}: {why}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// `model_config.text_config` is not a model the forward runs.
+    #[error("{FILE}: model_config.text_config: {source}")]
+    Model {
+        /// The config reader's error (names the field).
+        source: Gemma3Error,
+    },
 }
 
-fn id(v: &Value, field: &str) -> Result<Option<u32>, Gemma3Error> {
+fn field_err(field: &'static str, why: impl Into<String>) -> ChatConfigError {
+    ChatConfigError::Field { field, why: why.into() }
+}
+
+fn id(v: &Value, field: &'static str) -> Result<Option<u32>, ChatConfigError> {
     match v.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(x) => x.as_u64().and_then(|n| u32::try_from(n).ok()).map(Some).ok_or_else(|| field_err(field, format!("expected a token id, found {x}"))),
@@ -180,8 +205,8 @@ fn id(v: &Value, field: &str) -> Result<Option<u32>, Gemma3Error> {
 }
 
 /// Parses the file (strictly: the model config through the same reader as HF `config.json`).
-pub fn parse(bytes: &[u8]) -> Result<ChatConfig, Gemma3Error> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| field_err("<json>", e.to_string()))?;
+pub fn parse(bytes: &[u8]) -> Result<ChatConfig, ChatConfigError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|source| ChatConfigError::Json { source })?;
     match v.get("model_type").and_then(Value::as_str) {
         Some("gemma3_text") | Some("gemma3") => {}
         other => return Err(field_err("model_type", format!("expected \"gemma3_text\", found {other:?}"))),
@@ -191,10 +216,7 @@ pub fn parse(bytes: &[u8]) -> Result<ChatConfig, Gemma3Error> {
         return Err(field_err("quantization", format!("avac's runtime reads q4bf16_1, found {quantization:?}")));
     }
     let text = v.pointer("/model_config/text_config").ok_or_else(|| field_err("model_config.text_config", "missing"))?;
-    let model = Gemma3Config::from_value(text).map_err(|e| match e {
-        Gemma3Error::Config { field, why } => field_err(&format!("model_config.text_config.{field}"), why),
-        other => other,
-    })?;
+    let model = Gemma3Config::from_value(text).map_err(|source| ChatConfigError::Model { source })?;
     let eos = match v.get("eos_token_id") {
         None | Some(Value::Null) => vec![],
         Some(Value::Array(a)) => a.iter().map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| field_err("eos_token_id", format!("bad id {x}")))).collect::<Result<_, _>>()?,

@@ -12,8 +12,32 @@
 //!   one `model.safetensors` or shards listed in
 //!   `model.safetensors.index.json`, tokenizer files copied as they are).
 
-use crate::formats::gguf::{hf_tokenizer, GgufFile, GgufTokenizer};
+use crate::formats::gguf::{hf_tokenizer, GgufError, GgufFile, GgufTokenizer};
 use crate::model::gemma3::{gguf, Gemma3Config, Gemma3Error, Gemma3Weights};
+
+/// Failures opening a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The GGUF file cannot be read (the message names it).
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// The GGUF is not a Gemma 3 text model this pipeline reads.
+    #[error("{file}: {source}")]
+    GgufModel {
+        /// The GGUF file.
+        file: String,
+        /// What is wrong.
+        source: Gemma3Error,
+    },
+    /// The GGUF's embedded tokenizer cannot be written as `tokenizer.json`
+    /// (the message names the file).
+    #[error(transparent)]
+    GgufTokenizer(#[from] hf_tokenizer::HfTokenizerError),
+    /// The Hugging Face directory is not a Gemma 3 checkpoint (the message
+    /// names the file inside it).
+    #[error(transparent)]
+    Hf(#[from] super::hf::HfError),
+}
 
 /// Token ids a runtime needs besides the vocabulary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,7 +59,7 @@ pub trait Checkpoint: Gemma3Weights {
     /// HF names of every tensor the checkpoint holds, sorted.
     fn tensor_names(&self) -> Vec<String>;
     /// Tokenizer files as `(file name, bytes)`, sorted by name; `tokenizer.json` is always among them.
-    fn tokenizer_files(&self) -> Result<Vec<(String, Vec<u8>)>, Gemma3Error>;
+    fn tokenizer_files(&self) -> Result<Vec<(String, Vec<u8>)>, CheckpointError>;
     /// BOS, EOS and padding ids.
     fn special_ids(&self) -> SpecialIds;
 }
@@ -82,10 +106,9 @@ impl Checkpoint for GgufCheckpoint<'_> {
         self.weights.hf_names().map(str::to_string).collect()
     }
 
-    fn tokenizer_files(&self) -> Result<Vec<(String, Vec<u8>)>, Gemma3Error> {
-        let err = |e: &dyn std::fmt::Display| Gemma3Error::Read { name: "tokenizer".into(), why: format!("{}: {e}", self.g.file()) };
-        let t = GgufTokenizer::from_gguf(self.g).map_err(|e| err(&e))?;
-        let json = hf_tokenizer::to_tokenizer_json(&t, self.g.file()).map_err(|e| err(&e))?;
+    fn tokenizer_files(&self) -> Result<Vec<(String, Vec<u8>)>, CheckpointError> {
+        let t = GgufTokenizer::from_gguf(self.g)?;
+        let json = hf_tokenizer::to_tokenizer_json(&t, self.g.file())?;
         Ok(vec![("tokenizer.json".into(), json)])
     }
 

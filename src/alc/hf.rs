@@ -73,9 +73,155 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::checkpoint::{Checkpoint, SpecialIds};
+use super::checkpoint::{Checkpoint, CheckpointError, SpecialIds};
 use crate::formats::safetensors::{sniff_pickle, Dtype, SafeTensorsFile, SafetensorsError};
 use crate::model::gemma3::{Gemma3Config, Gemma3Error, Gemma3Weights};
+
+/// Why a directory is not a Gemma 3 checkpoint this reader takes; each
+/// names the file (and tensor) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum HfError {
+    /// `config.json` is missing.
+    #[error("{}: missing: a Hugging Face checkpoint directory needs its config.json", path.display())]
+    NoConfig {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A JSON file is unreadable, too large or not JSON.
+    #[error("{}: {why}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// `config.json` describes a model the forward does not run.
+    #[error("{}: {source}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// The field at fault (nested fields as `text_config.x`).
+        source: Gemma3Error,
+    },
+    /// A special token id is malformed or outside the vocabulary.
+    #[error("{}: field {field}: {why}", path.display())]
+    SpecialId {
+        /// `config.json` or `generation_config.json`.
+        path: PathBuf,
+        /// The field (`eos_token_id`, `text_config.bos_token_id`, …).
+        field: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// Both weight layouts are present.
+    #[error("{}: holds both {SINGLE} and {INDEX}; keep one so the weights are not a guess", dir.display())]
+    BothLayouts {
+        /// The checkpoint directory.
+        dir: PathBuf,
+    },
+    /// Neither weight layout is present.
+    #[error("{}: no {SINGLE} or {INDEX}", dir.display())]
+    NoWeights {
+        /// The checkpoint directory.
+        dir: PathBuf,
+    },
+    /// The directory cannot be listed.
+    #[error("{}: {source}", dir.display())]
+    Dir {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The weights are a PyTorch pickle (never unpickled).
+    #[error(
+        "{}: PyTorch pickle checkpoints are never executed (unpickling runs arbitrary code); convert it to safetensors first, \
+         e.g. with transformers' save_pretrained(dir, safe_serialization=True)",
+        path.display()
+    )]
+    Pickle {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A safetensors file cannot be opened.
+    #[error("{}: {source}{hint}", path.display())]
+    Shard {
+        /// The file.
+        path: PathBuf,
+        /// The reader's error.
+        source: SafetensorsError,
+        /// What it most likely means, when that is known.
+        hint: &'static str,
+    },
+    /// The shard index disagrees with itself or with the shards.
+    #[error("{}: {tensor}: {why}", index.display())]
+    Index {
+        /// `model.safetensors.index.json`.
+        index: PathBuf,
+        /// The tensor (or the index itself) at fault.
+        tensor: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A stored tensor is neither a Gemma 3 text tensor nor a vision one.
+    #[error("{}: {tensor}: is not a Gemma 3 tensor (expected model.*, lm_head.*, a language_model.* text tensor or a vision tensor)", shard.display())]
+    NotGemma3 {
+        /// The shard.
+        shard: PathBuf,
+        /// The stored name.
+        tensor: String,
+    },
+    /// A tensor's header entry cannot be read.
+    #[error("{}: {tensor}: {source}", shard.display())]
+    TensorInfo {
+        /// The shard.
+        shard: PathBuf,
+        /// The stored name.
+        tensor: String,
+        /// The reader's error.
+        source: SafetensorsError,
+    },
+    /// A text tensor has a dtype the forward does not widen.
+    #[error("{}: {tensor}: is {dtype}{}; Gemma 3 weights must be BF16, F16 or F32", shard.display(), if stored == tensor { String::new() } else { format!(" (stored as '{stored}')") })]
+    Dtype {
+        /// The shard.
+        shard: PathBuf,
+        /// The text name.
+        tensor: String,
+        /// The stored name.
+        stored: String,
+        /// Its dtype.
+        dtype: Dtype,
+    },
+    /// Two stored tensors read as the same text tensor.
+    #[error("{}: {tensor}: both '{first}' ({first_shard}) and '{second}' read as it", shard.display())]
+    DuplicateName {
+        /// The shard of the second.
+        shard: PathBuf,
+        /// The text name.
+        tensor: String,
+        /// The first stored name.
+        first: String,
+        /// The shard holding the first.
+        first_shard: String,
+        /// The second stored name.
+        second: String,
+    },
+    /// A tokenizer file is unreadable, too large or not JSON.
+    #[error("{}: {why}", path.display())]
+    TokenizerFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The directory has no `tokenizer.json`.
+    #[error("{}: no tokenizer.json; the runtime needs the Hugging Face tokenizer beside the weights", dir.display())]
+    NoTokenizer {
+        /// The checkpoint directory.
+        dir: PathBuf,
+    },
+}
 
 #[cfg(test)]
 mod tests;
@@ -108,19 +254,19 @@ pub struct HfCheckpoint {
 impl HfCheckpoint {
     /// Reads the config, the special ids and every shard's header of `dir`,
     /// checking them as the module docs describe.
-    pub fn open(dir: &Path) -> Result<HfCheckpoint, Gemma3Error> {
+    pub fn open(dir: &Path) -> Result<HfCheckpoint, HfError> {
         let config_path = dir.join("config.json");
-        let config = read_json(&config_path)?.ok_or_else(|| Gemma3Error::Config {
-            field: "<file>".into(),
-            why: format!("{} is missing: a Hugging Face checkpoint directory needs its config.json", config_path.display()),
-        })?;
+        let config = read_json(&config_path)?.ok_or_else(|| HfError::NoConfig { path: config_path.clone() })?;
         let multimodal = config.get("model_type").and_then(Value::as_str) == Some("gemma3");
-        let cfg = Gemma3Config::from_value(&config).map_err(|e| match e {
-            Gemma3Error::Config { field, why } => {
-                let nested = multimodal && !field.starts_with("text_config") && field != "model_type";
-                Gemma3Error::Config { field: if nested { format!("text_config.{field}") } else { field }, why: format!("{}: {why}", config_path.display()) }
-            }
-            other => other,
+        let cfg = Gemma3Config::from_value(&config).map_err(|e| {
+            let source = match e {
+                Gemma3Error::Config { field, why } => {
+                    let nested = multimodal && !field.starts_with("text_config") && field != "model_type";
+                    Gemma3Error::Config { field: if nested { format!("text_config.{field}") } else { field }, why }
+                }
+                other => other,
+            };
+            HfError::Config { path: config_path.clone(), source }
         })?;
         let generation_path = dir.join("generation_config.json");
         let generation = read_json(&generation_path)?;
@@ -151,19 +297,19 @@ impl Checkpoint for HfCheckpoint {
         self.names.keys().cloned().collect()
     }
 
-    fn tokenizer_files(&self) -> Result<Vec<(String, Vec<u8>)>, Gemma3Error> {
-        let err = |why: String| Gemma3Error::Read { name: "tokenizer".into(), why };
+    fn tokenizer_files(&self) -> Result<Vec<(String, Vec<u8>)>, CheckpointError> {
         let mut out = Vec::new();
         for (name, required) in TOKENIZER_FILES {
             let path = self.dir.join(name);
-            match read_capped(&path, MAX_TOKENIZER_LEN).map_err(|e| err(format!("{}: {e}", path.display())))? {
+            let err = |why: String| HfError::TokenizerFile { path: path.clone(), why };
+            match read_capped(&path, MAX_TOKENIZER_LEN).map_err(|e| err(e.to_string()))? {
                 Some(bytes) => {
                     if name.ends_with(".json") {
-                        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| err(format!("{}: not valid JSON: {e}", path.display())))?;
+                        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| err(format!("not valid JSON: {e}")))?;
                     }
                     out.push((name.to_string(), bytes));
                 }
-                None if required => return Err(err(format!("{}: no {name}; the runtime needs the Hugging Face tokenizer beside the weights", self.display))),
+                None if required => return Err(HfError::NoTokenizer { dir: self.dir.clone() }.into()),
                 None => {}
             }
         }
@@ -192,8 +338,8 @@ fn read_capped(path: &Path, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
 }
 
 /// A JSON file's value, `None` if it does not exist.
-fn read_json(path: &Path) -> Result<Option<Value>, Gemma3Error> {
-    let bad = |why: String| Gemma3Error::Config { field: "<json>".into(), why: format!("{}: {why}", path.display()) };
+fn read_json(path: &Path) -> Result<Option<Value>, HfError> {
+    let bad = |why: String| HfError::Json { path: path.to_path_buf(), why };
     match read_capped(path, MAX_JSON_LEN).map_err(|e| bad(e.to_string()))? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| bad(e.to_string())),
@@ -201,14 +347,14 @@ fn read_json(path: &Path) -> Result<Option<Value>, Gemma3Error> {
 }
 
 /// BOS, EOS and padding ids; `config` and `generation` are (path, value).
-fn special_ids(cfg: &Gemma3Config, config: (&Path, &Value), generation: Option<(&Path, &Value)>) -> Result<SpecialIds, Gemma3Error> {
+fn special_ids(cfg: &Gemma3Config, config: (&Path, &Value), generation: Option<(&Path, &Value)>) -> Result<SpecialIds, HfError> {
     let mut ids = SpecialIds::default();
     let mut eos = BTreeSet::new();
     for (path, v) in std::iter::once(config).chain(generation) {
         for (name, field) in [("bos_token_id", &mut ids.bos), ("pad_token_id", &mut ids.pad)] {
             if let Some(found) = token_ids(cfg, path, v, name)? {
                 if found.len() != 1 {
-                    return Err(Gemma3Error::Config { field: name.into(), why: format!("{}: expected one id, found {}", path.display(), found.len()) });
+                    return Err(HfError::SpecialId { path: path.to_path_buf(), field: name.into(), why: format!("expected one id, found {}", found.len()) });
                 }
                 field.get_or_insert(found[0]);
             }
@@ -221,14 +367,14 @@ fn special_ids(cfg: &Gemma3Config, config: (&Path, &Value), generation: Option<(
 
 /// The ids of field `name` at the top level of `v` or in its `text_config`:
 /// an integer or a list of integers, each inside the vocabulary.
-fn token_ids(cfg: &Gemma3Config, path: &Path, v: &Value, name: &str) -> Result<Option<Vec<u32>>, Gemma3Error> {
+fn token_ids(cfg: &Gemma3Config, path: &Path, v: &Value, name: &str) -> Result<Option<Vec<u32>>, HfError> {
     let present = |o: &Value| o.get(name).filter(|x| !x.is_null()).cloned();
     let (field, value) = match (present(v), v.get("text_config").and_then(present)) {
         (Some(x), _) => (name.to_string(), x),
         (None, Some(x)) => (format!("text_config.{name}"), x),
         (None, None) => return Ok(None),
     };
-    let bad = |why: String| Gemma3Error::Config { field: field.clone(), why: format!("{}: {why}", path.display()) };
+    let bad = |why: String| HfError::SpecialId { path: path.to_path_buf(), field: field.clone(), why };
     let items = match &value {
         Value::Array(a) => a.clone(),
         other => vec![other.clone()],
@@ -244,45 +390,31 @@ fn token_ids(cfg: &Gemma3Config, path: &Path, v: &Value, name: &str) -> Result<O
     Ok(Some(out))
 }
 
-fn weights_err(name: &str, path: &Path, why: impl std::fmt::Display) -> Gemma3Error {
-    Gemma3Error::Read { name: name.into(), why: format!("{}: {why}", path.display()) }
-}
-
-fn pickle_err(path: &Path) -> Gemma3Error {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    weights_err(
-        &name,
-        path,
-        "PyTorch pickle checkpoints are never executed (unpickling runs arbitrary code); convert it to safetensors first, \
-         e.g. with transformers' save_pretrained(dir, safe_serialization=True)",
-    )
-}
-
 /// Opens `model.safetensors`, or the shards of the index after checking it
 /// against them.
-fn open_shards(dir: &Path) -> Result<Vec<SafeTensorsFile>, Gemma3Error> {
+fn open_shards(dir: &Path) -> Result<Vec<SafeTensorsFile>, HfError> {
     let (single, index) = (dir.join(SINGLE), dir.join(INDEX));
     match (single.exists(), index.exists()) {
-        (true, true) => Err(weights_err(SINGLE, dir, format!("holds both {SINGLE} and {INDEX}; keep one so the weights are not a guess"))),
+        (true, true) => Err(HfError::BothLayouts { dir: dir.to_path_buf() }),
         (true, false) => Ok(vec![open_shard(&single)?]),
         (false, true) => open_indexed(dir, &index),
         (false, false) => {
             let mut pickles: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| weights_err(SINGLE, dir, e))?
+                .map_err(|source| HfError::Dir { dir: dir.to_path_buf(), source })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| PICKLE_ENDINGS.iter().any(|end| n.ends_with(end))))
                 .collect();
             pickles.sort();
             match pickles.first() {
-                Some(p) => Err(pickle_err(p)),
-                None => Err(weights_err(SINGLE, dir, format!("no {SINGLE} or {INDEX}"))),
+                Some(p) => Err(HfError::Pickle { path: p.clone() }),
+                None => Err(HfError::NoWeights { dir: dir.to_path_buf() }),
             }
         }
     }
 }
 
 /// Opens one safetensors file, naming a pickle in disguise as such.
-fn open_shard(path: &Path) -> Result<SafeTensorsFile, Gemma3Error> {
+fn open_shard(path: &Path) -> Result<SafeTensorsFile, HfError> {
     SafeTensorsFile::open(path).map_err(|e| {
         // Only a file whose very header makes no sense can be a pickle: a
         // valid header length may also start with the pickle byte 0x80.
@@ -297,12 +429,11 @@ fn open_shard(path: &Path) -> Result<SafeTensorsFile, Gemma3Error> {
         let mut head = [0u8; 4];
         let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
         if unreadable_header && sniff_pickle(&head[..n]) {
-            pickle_err(path)
+            HfError::Pickle { path: path.to_path_buf() }
         } else {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let hint =
                 if matches!(e, SafetensorsError::OffsetsOutOfBounds { .. }) { " (the file is shorter than its header says: truncated download?)" } else { "" };
-            Gemma3Error::Read { name, why: format!("{e}{hint}") }
+            HfError::Shard { path: path.to_path_buf(), source: e, hint }
         }
     })
 }
@@ -343,8 +474,8 @@ fn plain_file_name(name: &str) -> bool {
     matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None)) && !name.contains(['/', '\\', '\0'])
 }
 
-fn open_indexed(dir: &Path, index: &Path) -> Result<Vec<SafeTensorsFile>, Gemma3Error> {
-    let err = |tensor: &str, why: String| weights_err(tensor, index, why);
+fn open_indexed(dir: &Path, index: &Path) -> Result<Vec<SafeTensorsFile>, HfError> {
+    let err = |tensor: &str, why: String| HfError::Index { index: index.to_path_buf(), tensor: tensor.to_string(), why };
     let bytes = read_capped(index, MAX_JSON_LEN).map_err(|e| err(INDEX, e.to_string()))?.unwrap_or_default();
     let raw: RawIndex = serde_json::from_slice(&bytes).map_err(|e| err(INDEX, format!("not a safetensors index: {e}")))?;
     if raw.weight_map.0.is_empty() {
@@ -416,26 +547,23 @@ fn role(stored: &str) -> Role {
 }
 
 /// Text name → (shard, stored name) for every text tensor, checking names and dtypes.
-fn text_names(shards: &[SafeTensorsFile]) -> Result<BTreeMap<String, (usize, String)>, Gemma3Error> {
+fn text_names(shards: &[SafeTensorsFile]) -> Result<BTreeMap<String, (usize, String)>, HfError> {
     let mut names: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for (i, shard) in shards.iter().enumerate() {
-        let at = |name: &str, why: String| weights_err(name, shard.path(), why);
+        let shard_path = || shard.path().to_path_buf();
         for stored in shard.names() {
             let text = match role(stored) {
                 Role::Text(t) => t,
                 Role::Vision => continue,
-                Role::Unknown => {
-                    return Err(at(stored, "is not a Gemma 3 tensor (expected model.*, lm_head.*, a language_model.* text tensor or a vision tensor)".into()))
-                }
+                Role::Unknown => return Err(HfError::NotGemma3 { shard: shard_path(), tensor: stored.to_string() }),
             };
-            let (dtype, _) = shard.info(stored).map_err(|e| at(stored, e.to_string()))?;
+            let (dtype, _) = shard.info(stored).map_err(|source| HfError::TensorInfo { shard: shard_path(), tensor: stored.to_string(), source })?;
             if !matches!(dtype, Dtype::BF16 | Dtype::F16 | Dtype::F32) {
-                let as_stored = if text == stored { String::new() } else { format!(" (stored as '{stored}')") };
-                return Err(at(&text, format!("is {dtype}{as_stored}; Gemma 3 weights must be BF16, F16 or F32")));
+                return Err(HfError::Dtype { shard: shard_path(), tensor: text, stored: stored.to_string(), dtype });
             }
             if let Some((j, other)) = names.get(&text) {
-                let why = format!("both '{other}' ({}) and '{stored}' read as it", shards[*j].display_name());
-                return Err(at(&text, why));
+                let (first, first_shard) = (other.clone(), shards[*j].display_name().to_string());
+                return Err(HfError::DuplicateName { shard: shard_path(), tensor: text, first, first_shard, second: stored.to_string() });
             }
             names.insert(text, (i, stored.to_string()));
         }

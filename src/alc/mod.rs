@@ -19,18 +19,18 @@ pub mod quantize;
 pub mod validate;
 
 use crate::formats::gguf::GgufFile;
-use checkpoint::{Checkpoint, GgufCheckpoint};
+use checkpoint::{Checkpoint, CheckpointError, GgufCheckpoint};
 use std::path::Path;
 
 /// Opens a checkpoint: a directory is a Hugging Face checkpoint, a file a
 /// GGUF; calls `f` with it.
-pub fn with_checkpoint<R>(path: &Path, f: impl FnOnce(&dyn Checkpoint) -> Result<R, Box<dyn std::error::Error>>) -> Result<R, Box<dyn std::error::Error>> {
+pub fn with_checkpoint<R, E: From<CheckpointError>>(path: &Path, f: impl FnOnce(&dyn Checkpoint) -> Result<R, E>) -> Result<R, E> {
     if path.is_dir() {
-        let c = hf::HfCheckpoint::open(path)?;
+        let c = hf::HfCheckpoint::open(path).map_err(CheckpointError::from)?;
         f(&c)
     } else {
-        let g = GgufFile::read(path)?;
-        let c = GgufCheckpoint::new(&g).map_err(|e| format!("{}: {e}", path.display()))?;
+        let g = GgufFile::read(path).map_err(CheckpointError::from)?;
+        let c = GgufCheckpoint::new(&g).map_err(|source| CheckpointError::GgufModel { file: path.display().to_string(), source })?;
         f(&c)
     }
 }

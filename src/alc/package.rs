@@ -25,11 +25,12 @@
 //! [`tensor_cache::verify`] checks every shard's size and md5 and every
 //! record's placement, and `mlc-chat-config.json` is parsed strictly. Only
 //! then are tensors read. A [`Package`] is a [`Gemma3Weights`]: it undoes
-//! the layout (dequantizes, splits `gate_up_proj`, turns `1 + w` norms back
-//! into `w`) so the same forward runs the source and the package.
+//! the layout of the names table ([`names`]: dequantizes, splits
+//! `gate_up_proj`, turns `1 + w` norms back into `w`) so the same forward
+//! runs the source and the package.
 
 use super::chat_config::{self, ChatConfig};
-use super::quantize::PREFIX;
+use crate::model::gemma3::names::{self, Field, Kind, Name};
 use crate::model::gemma3::{Gemma3Error, Gemma3Weights};
 use crate::package::elf::{self, Abi};
 use crate::package::{tar, BUILD_DEFINITION_FILE};
@@ -86,13 +87,13 @@ pub enum PackageError {
         /// The error.
         source: tensor_cache::TensorCacheError,
     },
-    /// Config or tensor error.
+    /// `mlc-chat-config.json` is not one the runtime reads.
     #[error("{path}: {source}")]
-    Model {
+    ChatConfig {
         /// The package.
         path: String,
         /// The error.
-        source: Gemma3Error,
+        source: chat_config::ChatConfigError,
     },
     /// I/O error.
     #[error("{path}: {source}")]
@@ -114,7 +115,7 @@ fn dir_files(dir: &Path) -> Result<Vec<String>, PackageError> {
     let bad = |why: String| PackageError::Dir { dir: dir.to_path_buf(), why };
     let cache = tensor_cache::verify(dir).map_err(|source| PackageError::Cache { path: dir.display().to_string(), source })?;
     let chat_bytes = std::fs::read(dir.join(chat_config::FILE)).map_err(io_err(&dir.join(chat_config::FILE)))?;
-    let chat = chat_config::parse(&chat_bytes).map_err(|source| PackageError::Model { path: dir.display().to_string(), source })?;
+    let chat = chat_config::parse(&chat_bytes).map_err(|source| PackageError::ChatConfig { path: dir.display().to_string(), source })?;
     let mut expected: Vec<String> = vec![chat_config::FILE.into(), tensor_cache::CACHE_FILE.into()];
     expected.extend(cache.records.iter().map(|s| s.data_path.clone()));
     for t in &chat.tokenizer_files {
@@ -241,7 +242,7 @@ impl Package {
             PackageError::Dir { why, .. } => PackageError::Dir { dir: path.to_path_buf(), why },
             other => other,
         })?;
-        let model = |source| PackageError::Model { path: display.clone(), source };
+        let model = |source| PackageError::ChatConfig { path: display.clone(), source };
         let chat = chat_config::parse(&std::fs::read(dir.join(chat_config::FILE)).map_err(io_err(&dir))?).map_err(model)?;
         let cache = TensorCache::read(&dir).map_err(|source| PackageError::Cache { path: display.clone(), source })?;
         let definition = dir.join(BUILD_DEFINITION_FILE);
@@ -286,7 +287,7 @@ impl Package {
 
     /// Group size of the `q4bf16_1` weights (from the embedding's shapes).
     pub fn group_size(&self) -> Result<usize, Gemma3Error> {
-        let name = format!("{PREFIX}model.embed_tokens");
+        let name = Field::EmbedTokens.model().mlc().expect("the embedding is an MLC parameter");
         let (_, w) = self.cache.find(&format!("{name}.q_weight")).ok_or_else(|| Gemma3Error::MissingTensor { name: format!("{name}.q_weight") })?;
         let (_, s) = self.cache.find(&format!("{name}.q_scale")).ok_or_else(|| Gemma3Error::MissingTensor { name: format!("{name}.q_scale") })?;
         match (w.shape.get(1), s.shape.get(1)) {
@@ -298,29 +299,36 @@ impl Package {
 
 impl Gemma3Weights for Package {
     fn tensor(&self, hf_name: &str) -> Result<(Vec<usize>, Vec<f32>), Gemma3Error> {
-        if hf_name.ends_with("norm.weight") {
-            let (shape, bytes) = self.stored(&format!("{PREFIX}{hf_name}"), Dtype::BF16)?;
-            // Stored as bfloat16 `1 + w`. The forward adds the 1 back: `1 + (v - 1)`
-            // is `v` exactly for every bfloat16 `v` of magnitude 2^-16 or more
-            // (the GGUF path shifts the same way).
-            let v = bytes.chunks_exact(2).map(|c| q4::bf16_to_f32(u16::from_le_bytes([c[0], c[1]])) - 1.0).collect();
-            return Ok((shape, v));
-        }
-        let Some(stem) = hf_name.strip_suffix(".weight") else {
-            return Err(Gemma3Error::MissingTensor { name: hf_name.into() });
-        };
-        let fused = stem.strip_suffix(".mlp.gate_proj").map(|p| (p, 0)).or_else(|| stem.strip_suffix(".mlp.up_proj").map(|p| (p, 1)));
-        match fused {
-            Some((layer, half)) => {
-                let (shape, v) = self.dequantized(&format!("{PREFIX}{layer}.mlp.gate_up_proj"))?;
-                let (rows, cols) = (shape[0], shape[1]);
-                if rows % 2 != 0 {
-                    return Err(Gemma3Error::Read { name: hf_name.into(), why: format!("gate_up_proj has an odd row count {rows}") });
-                }
-                let h = rows / 2;
-                Ok((vec![h, cols], v[half * h * cols..(half + 1) * h * cols].to_vec()))
+        let missing = || Gemma3Error::MissingTensor { name: hf_name.into() };
+        let n = Name::from_hf(hf_name).ok_or_else(missing)?;
+        let mlc = n.mlc().ok_or_else(missing)?;
+        match n.kind() {
+            Kind::Norm(_) => {
+                let (shape, bytes) = self.stored(&mlc, Dtype::BF16)?;
+                // Stored as bfloat16 `1 + w`; the forward adds the 1 back exactly
+                // (see the norm rule in `names`), as the GGUF path does.
+                let v = bytes.chunks_exact(2).map(|c| names::norm_weight(q4::bf16_to_f32(u16::from_le_bytes([c[0], c[1]])))).collect();
+                Ok((shape, v))
             }
-            None => self.dequantized(&format!("{PREFIX}{stem}")),
+            Kind::TiedHead => Err(missing()),
+            Kind::Embedding | Kind::Linear { .. } => {
+                let (shape, v) = self.dequantized(&mlc)?;
+                let group = n.mlc_group();
+                if group.len() == 1 {
+                    return Ok((shape, v));
+                }
+                // Rows of a stacked parameter (`gate_up_proj`), each part as
+                // many as the config gives it.
+                let cfg = &self.chat.model;
+                let rows: Vec<usize> = group.iter().map(|p| p.shape(cfg)[0]).collect();
+                let cols = shape[1];
+                if rows.iter().sum::<usize>() != shape[0] {
+                    return Err(Gemma3Error::Read { name: hf_name.into(), why: format!("{}: {mlc} has {} rows, its parts {rows:?}", self.display, shape[0]) });
+                }
+                let at = group.iter().position(|p| *p == n).expect("a tensor is in its own group");
+                let start: usize = rows[..at].iter().sum();
+                Ok((vec![rows[at], cols], v[start * cols..(start + rows[at]) * cols].to_vec()))
+            }
         }
     }
 }

@@ -6,7 +6,8 @@
 //! MLC's `Gemma3ForCausalLM` (`python/mlc_llm/model/gemma3/gemma3_model.py`,
 //! read at commit `01ced331`) declares its parameters in this module order,
 //! which is the order of `tensor-cache.json` records here (fixed, not
-//! sorted):
+//! sorted), and the order of the names table
+//! [`crate::model::gemma3::names::TENSORS`] this plan is read from:
 //!
 //! ```text
 //! language_model.model.embed_tokens.{q_weight,q_scale}          [vocab, hidden]
@@ -44,15 +45,96 @@
 //! the process reached (Linux `VmHWM`).
 
 use super::chat_config;
-use super::checkpoint::Checkpoint;
-use crate::model::gemma3::Gemma3Error;
-use crate::package::tensor_cache::{Dtype, ShardWriter, DEFAULT_SHARD_CAP};
-use crate::quant::q4::{self, Q4Spec, ScaleRule};
+use super::checkpoint::{Checkpoint, CheckpointError};
+use crate::model::gemma3::names::{self, Kind, Name};
+use crate::model::gemma3::{Gemma3Config, Gemma3Error};
+use crate::package::tensor_cache::{Dtype, ShardWriter, TensorCacheError, DEFAULT_SHARD_CAP};
+use crate::quant::q4::{self, Q4Error, Q4Spec, ScaleRule};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// The MLC prefix of the text model's parameters.
-pub const PREFIX: &str = "language_model.";
+/// Failures of `avac alc quantize`; each names the checkpoint, the tensor or
+/// the file.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantizeError {
+    /// A quantize parameter is out of range.
+    #[error("quantize.{param}: {why}")]
+    Param {
+        /// The parameter.
+        param: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The checkpoint's config is not one the forward runs.
+    #[error("{checkpoint}: {source}")]
+    Config {
+        /// The checkpoint.
+        checkpoint: String,
+        /// The config error.
+        source: Gemma3Error,
+    },
+    /// The checkpoint holds a tensor the Gemma 3 text model does not have.
+    #[error("{checkpoint}: tensor {tensor} is not part of the Gemma 3 text model (layers 0..{layers})")]
+    UnknownTensor {
+        /// The checkpoint.
+        checkpoint: String,
+        /// The tensor's HF name.
+        tensor: String,
+        /// Layers of the config.
+        layers: usize,
+    },
+    /// The output directory already exists.
+    #[error("{}: already exists; quantize writes a new directory", path.display())]
+    OutputExists {
+        /// The output directory.
+        path: PathBuf,
+    },
+    /// A source tensor could not be read or has the wrong shape.
+    #[error("{checkpoint}: {source}")]
+    Tensor {
+        /// The checkpoint.
+        checkpoint: String,
+        /// The tensor error (names the tensor).
+        source: Gemma3Error,
+    },
+    /// A weight could not be quantized.
+    #[error("{checkpoint}: {tensor}: {source}")]
+    Quantize {
+        /// The checkpoint.
+        checkpoint: String,
+        /// The HF tensor names stacked into the weight, joined by ` + `.
+        tensor: String,
+        /// The quantizer's error.
+        source: Q4Error,
+    },
+    /// Writing the tensor cache failed.
+    #[error("{checkpoint}: {source}")]
+    Cache {
+        /// The checkpoint.
+        checkpoint: String,
+        /// The writer's error.
+        source: TensorCacheError,
+    },
+    /// The checkpoint's tokenizer could not be read (the error names the file).
+    #[error(transparent)]
+    Tokenizer(#[from] CheckpointError),
+    /// The checkpoint offers a tokenizer file a package may not carry.
+    #[error("{checkpoint}: unexpected tokenizer file {name:?}")]
+    TokenizerFile {
+        /// The checkpoint.
+        checkpoint: String,
+        /// The file name.
+        name: String,
+    },
+    /// Writing a file of the output failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
 
 /// What `avac alc quantize` is asked to do (a target's `quantize` table).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,12 +166,12 @@ impl AlcQuantizeParams {
         "q4bf16_1"
     }
 
-    fn check(&self) -> Result<(), Gemma3Error> {
+    fn check(&self) -> Result<(), QuantizeError> {
         if self.group_size == 0 || !self.group_size.is_multiple_of(q4::ELEMS_PER_WORD) {
-            return Err(Gemma3Error::Config { field: "quantize.group_size".into(), why: format!("{} is not a positive multiple of 8", self.group_size) });
+            return Err(QuantizeError::Param { param: "group_size", why: format!("{} is not a positive multiple of 8", self.group_size) });
         }
         if self.shard_cap == 0 {
-            return Err(Gemma3Error::Config { field: "quantize.shard_cap".into(), why: "must be positive".into() });
+            return Err(QuantizeError::Param { param: "shard_cap", why: "must be positive".into() });
         }
         Ok(())
     }
@@ -120,152 +202,127 @@ pub struct AlcQuantizeReport {
     pub relative_rmse_without_embedding: f64,
 }
 
-/// One parameter of the MLC model and how it is made from the source.
-enum Param {
-    /// A quantized linear or embedding weight from one or more HF tensors stacked on axis 0.
-    Quantized { mlc: String, hf: Vec<String>, embedding: bool },
-    /// An RMSNorm weight, stored as bfloat16 `1 + w`.
-    Norm { mlc: String, hf: String },
+/// One parameter of the MLC model: the source tensors stacked into it
+/// along axis 0, in table order (two for `gate_up_proj`, else one).
+struct Param {
+    mlc: String,
+    parts: Vec<Name>,
 }
 
-/// The MLC parameters of a `layers`-layer Gemma 3, in record order.
+/// The MLC parameters of a `layers`-layer Gemma 3, in record order (the
+/// names table's order).
 fn plan(layers: usize) -> Vec<Param> {
-    let q = |mlc: &str, hf: &[&str]| Param::Quantized { mlc: format!("{PREFIX}{mlc}"), hf: hf.iter().map(|s| s.to_string()).collect(), embedding: false };
-    let norm = |name: String| Param::Norm { mlc: format!("{PREFIX}{name}"), hf: name };
-    let mut v = vec![Param::Quantized {
-        mlc: format!("{PREFIX}model.embed_tokens"),
-        hf: vec!["model.embed_tokens.weight".into()],
-        embedding: true,
-    }];
-    for i in 0..layers {
-        let p = format!("model.layers.{i}");
-        for proj in ["q_proj", "k_proj", "v_proj", "o_proj"] {
-            v.push(q(&format!("{p}.self_attn.{proj}"), &[&format!("{p}.self_attn.{proj}.weight")]));
-        }
-        v.push(norm(format!("{p}.self_attn.q_norm.weight")));
-        v.push(norm(format!("{p}.self_attn.k_norm.weight")));
-        v.push(q(&format!("{p}.mlp.gate_up_proj"), &[&format!("{p}.mlp.gate_proj.weight"), &format!("{p}.mlp.up_proj.weight")]));
-        v.push(q(&format!("{p}.mlp.down_proj"), &[&format!("{p}.mlp.down_proj.weight")]));
-        for n in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"] {
-            v.push(norm(format!("{p}.{n}.weight")));
+    let mut v: Vec<Param> = Vec::new();
+    for n in names::all(layers) {
+        let Some(mlc) = n.mlc() else { continue };
+        match v.last_mut() {
+            Some(p) if p.mlc == mlc => p.parts.push(n),
+            _ => v.push(Param { mlc, parts: vec![n] }),
         }
     }
-    v.push(norm("model.norm.weight".into()));
     v
-}
-
-/// The HF tensors [`plan`] reads (plus the tolerated `lm_head.weight`).
-fn used_names(layers: usize) -> std::collections::BTreeSet<String> {
-    let mut s: std::collections::BTreeSet<String> = plan(layers)
-        .into_iter()
-        .flat_map(|p| match p {
-            Param::Quantized { hf, .. } => hf,
-            Param::Norm { hf, .. } => vec![hf],
-        })
-        .collect();
-    s.insert("lm_head.weight".into());
-    s
-}
-
-fn shape2(name: &str, shape: &[usize]) -> Result<(usize, usize), Gemma3Error> {
-    match shape {
-        [o, i] => Ok((*o, *i)),
-        _ => Err(Gemma3Error::Read { name: name.into(), why: format!("expected a 2-D weight, found shape {shape:?}") }),
-    }
 }
 
 /// Quantizes `ckpt` into the directory `out` (created; it must not exist):
 /// `tensor-cache.json`, `params_shard_*.bin`, `mlc-chat-config.json` and the
 /// tokenizer files. Nothing is left at `out` on error.
-pub fn quantize(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, out: &Path) -> Result<AlcQuantizeReport, Box<dyn std::error::Error>> {
+pub fn quantize(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, out: &Path) -> Result<AlcQuantizeReport, QuantizeError> {
     params.check()?;
+    let checkpoint = || ckpt.display().to_string();
     let cfg = ckpt.config().clone();
-    cfg.validate()?;
-    // Every source tensor must be one this layout uses: an unknown tensor
-    // means a model this quantizer does not understand.
-    let used = used_names(cfg.num_hidden_layers);
+    cfg.validate().map_err(|source| QuantizeError::Config { checkpoint: checkpoint(), source })?;
+    // Every source tensor must be one this layout uses (the tied head is
+    // tolerated): an unknown tensor means a model this quantizer does not
+    // understand.
+    let layers = cfg.num_hidden_layers;
+    let used: std::collections::BTreeSet<String> = names::all(layers).map(Name::hf).collect();
     if let Some(extra) = ckpt.tensor_names().into_iter().find(|n| !used.contains(n)) {
-        return Err(format!("{}: tensor {extra} is not part of the Gemma 3 text model (layers 0..{})", ckpt.display(), cfg.num_hidden_layers).into());
+        return Err(QuantizeError::UnknownTensor { checkpoint: checkpoint(), tensor: extra, layers });
     }
     if out.exists() {
-        return Err(format!("{}: already exists; quantize writes a new directory", out.display()).into());
+        return Err(QuantizeError::OutputExists { path: out.to_path_buf() });
     }
-    let mut report = None;
-    crate::atomic::dir(out, |tmp: &Path| -> Result<(), Box<dyn std::error::Error>> {
-        // Every message names the checkpoint (some errors already do).
-        let r = write_package_dir(ckpt, params, &cfg, tmp).map_err(|e| -> Box<dyn std::error::Error> {
-            let m = e.to_string();
-            if m.contains(ckpt.display()) {
-                m.into()
-            } else {
-                format!("{}: {m}", ckpt.display()).into()
-            }
-        })?;
-        report = Some(r);
-        Ok(())
-    })?;
+    // `atomic::dir` reports its own I/O errors; the step's error is kept aside.
+    let (mut report, mut failed) = (None, None);
+    crate::atomic::dir(out, |tmp: &Path| match write_package_dir(ckpt, params, &cfg, tmp) {
+        Ok(r) => {
+            report = Some(r);
+            Ok(())
+        }
+        Err(e) => {
+            failed = Some(e);
+            Err(std::io::Error::other("quantize failed"))
+        }
+    })
+    .map_err(|source| failed.take().unwrap_or_else(|| QuantizeError::Io { path: out.to_path_buf(), source }))?;
     Ok(report.expect("set on success"))
 }
 
-fn write_package_dir(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, cfg: &crate::model::gemma3::Gemma3Config, dir: &Path) -> Result<AlcQuantizeReport, Box<dyn std::error::Error>> {
+/// `name` from `ckpt`, its shape checked against the config.
+fn read(ckpt: &dyn Checkpoint, cfg: &Gemma3Config, name: Name) -> Result<Vec<f32>, QuantizeError> {
+    let tensor = |source: Gemma3Error| QuantizeError::Tensor { checkpoint: ckpt.display().to_string(), source };
+    let hf = name.hf();
+    let (shape, v) = ckpt.tensor(&hf).map_err(tensor)?;
+    let expected = name.shape(cfg);
+    if shape != expected {
+        return Err(tensor(Gemma3Error::Shape { name: hf, expected, found: shape }));
+    }
+    Ok(v)
+}
+
+fn write_package_dir(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, cfg: &Gemma3Config, dir: &Path) -> Result<AlcQuantizeReport, QuantizeError> {
+    let checkpoint = || ckpt.display().to_string();
+    let cache_err = |source: TensorCacheError| QuantizeError::Cache { checkpoint: checkpoint(), source };
     let spec = Q4Spec { group: params.group_size, scale_rule: params.scale };
-    let mut writer = ShardWriter::new(dir, params.shard_cap)?;
-    let (h, d) = (cfg.hidden_size, cfg.head_dim);
+    let mut writer = ShardWriter::new(dir, params.shard_cap).map_err(cache_err)?;
     let mut source_params = 0u64;
     let mut err = ErrAcc::default();
     for p in plan(cfg.num_hidden_layers) {
-        match p {
-            Param::Quantized { mlc, hf, embedding } => {
-                let mut w = Vec::new();
-                let (mut out_dim, mut in_dim) = (0, 0);
-                for name in &hf {
-                    let (shape, v) = ckpt.tensor(name)?;
-                    let (o, i) = shape2(name, &shape)?;
-                    if in_dim != 0 && i != in_dim {
-                        return Err(format!("{}: {name} has {i} columns, the tensors fused with it {in_dim}", ckpt.display()).into());
-                    }
-                    in_dim = i;
-                    out_dim += o;
-                    source_params += v.len() as u64;
-                    if w.is_empty() {
-                        w = v;
-                    } else {
-                        w.extend_from_slice(&v);
-                    }
-                }
-                let expect_in = if mlc.ends_with("o_proj") { cfg.num_attention_heads * d } else if mlc.ends_with("down_proj") { cfg.intermediate_size } else { h };
-                if in_dim != expect_in {
-                    return Err(Gemma3Error::Shape { name: hf[0].clone(), expected: vec![out_dim, expect_in], found: vec![out_dim, in_dim] }.into());
-                }
-                let t = q4::quantize_groups_with(&w, out_dim, in_dim, spec).map_err(|e| format!("{}: {}: {e}", ckpt.display(), hf.join(" + ")))?;
-                err.add(&w, &t, embedding);
-                drop(w);
-                writer.add(&format!("{mlc}.q_weight"), &t.q_weight_shape(), Dtype::U32, &t.q_weight_le_bytes())?;
-                writer.add(&format!("{mlc}.q_scale"), &t.q_scale_shape(), Dtype::BF16, &t.q_scale_le_bytes())?;
-            }
-            Param::Norm { mlc, hf } => {
-                let (shape, v) = ckpt.tensor(&hf)?;
-                if shape.len() != 1 {
-                    return Err(Gemma3Error::Read { name: hf, why: format!("expected a 1-D norm weight, found shape {shape:?}") }.into());
-                }
-                source_params += v.len() as u64;
-                let bytes: Vec<u8> = v.iter().flat_map(|&w| q4::f32_to_bf16(1.0 + w).to_le_bytes()).collect();
-                writer.add(&mlc, &shape, Dtype::BF16, &bytes)?;
+        let kind = p.parts[0].kind();
+        if let Kind::Norm(_) = kind {
+            let n = p.parts[0];
+            let v = read(ckpt, cfg, n)?;
+            source_params += v.len() as u64;
+            let bytes: Vec<u8> = v.iter().flat_map(|&w| q4::f32_to_bf16(names::norm_scale(w)).to_le_bytes()).collect();
+            writer.add(&p.mlc, &n.shape(cfg), Dtype::BF16, &bytes).map_err(cache_err)?;
+            continue;
+        }
+        let mut w = Vec::new();
+        let mut out_dim = 0;
+        for &n in &p.parts {
+            let v = read(ckpt, cfg, n)?;
+            out_dim += n.shape(cfg)[0];
+            source_params += v.len() as u64;
+            if w.is_empty() {
+                w = v;
+            } else {
+                w.extend_from_slice(&v);
             }
         }
+        let in_dim = p.parts[0].shape(cfg)[1];
+        let t = q4::quantize_groups_with(&w, out_dim, in_dim, spec).map_err(|source| QuantizeError::Quantize {
+            checkpoint: checkpoint(),
+            tensor: p.parts.iter().map(|n| n.hf()).collect::<Vec<_>>().join(" + "),
+            source,
+        })?;
+        err.add(&w, &t, kind == Kind::Embedding);
+        drop(w);
+        writer.add(&format!("{}.q_weight", p.mlc), &t.q_weight_shape(), Dtype::U32, &t.q_weight_le_bytes()).map_err(cache_err)?;
+        writer.add(&format!("{}.q_scale", p.mlc), &t.q_scale_shape(), Dtype::BF16, &t.q_scale_le_bytes()).map_err(cache_err)?;
     }
-    let cache = writer.finish(source_params)?;
+    let cache = writer.finish(source_params).map_err(cache_err)?;
     let mut tokenizer_files = Vec::new();
     for (name, bytes) in ckpt.tokenizer_files()? {
         if !chat_config::TOKENIZER_FILES.contains(&name.as_str()) {
-            return Err(format!("{}: unexpected tokenizer file {name:?}", ckpt.display()).into());
+            return Err(QuantizeError::TokenizerFile { checkpoint: checkpoint(), name });
         }
-        std::fs::write(dir.join(&name), &bytes).map_err(|e| format!("{}: {e}", dir.join(&name).display()))?;
+        let path = dir.join(&name);
+        std::fs::write(&path, &bytes).map_err(|source| QuantizeError::Io { path, source })?;
         tokenizer_files.push(name);
     }
     let chat = chat_config::render(cfg, params, &ckpt.special_ids(), &tokenizer_files);
     let chat_path = dir.join(chat_config::FILE);
-    std::fs::write(&chat_path, chat).map_err(|e| format!("{}: {e}", chat_path.display()))?;
+    std::fs::write(&chat_path, chat).map_err(|source| QuantizeError::Io { path: chat_path, source })?;
     let param_bytes = cache.metadata.param_bytes as u64;
     Ok(AlcQuantizeReport {
         quantization: params.quantization_name().into(),

@@ -17,15 +17,14 @@
 //! every figure but the timings is the same for any thread count. Then the
 //! package alone generates greedily from each fixed prompt (tokens/s), and
 //! the process's peak RSS is read after the package-only phase and at the
-//! end. Gates ([`AlcValidateParams`]) decide the exit status; the report is
-//! written either way.
+//! end. Gates ([`AlcValidateParams`]) decide the exit status; the report
+//! ([`ValidationReport`]) is written either way.
 
 use super::checkpoint::Checkpoint;
-use super::package::Package;
-use crate::model::gemma3::{argmax, perplexity, Gemma3};
+use super::package::{Package, PackageError};
+use crate::model::gemma3::{argmax, perplexity, Gemma3, Gemma3Error};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::time::Instant;
 
 /// Tokens per forward call during the comparison.
@@ -73,16 +72,161 @@ fn default_max_new() -> usize {
 
 impl Default for AlcValidateParams {
     fn default() -> Self {
-        serde_json::from_value(json!({})).expect("all fields have defaults")
+        serde_json::from_value(serde_json::json!({})).expect("all fields have defaults")
     }
 }
 
-/// Outcome: the JSON report and whether every gate passed.
-pub struct Validation {
-    /// The report.
-    pub report: serde_json::Value,
-    /// Gate failures (empty: passed).
+/// Failures of `avac alc validate` (a failed gate is not one: see
+/// [`ValidationReport::gates`]); each names the package or source.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    /// The package's tokenizer cannot be loaded.
+    #[error(transparent)]
+    Tokenizer(#[from] PackageError),
+    /// A text could not be tokenized, or generated ids detokenized.
+    #[error("{what}: {why}")]
+    Tokenize {
+        /// What was being encoded or decoded.
+        what: String,
+        /// The tokenizer's message.
+        why: String,
+    },
+    /// The validation text is shorter than the target asks.
+    #[error("the validation text has {tokens} tokens; the target asks for at least {min}")]
+    TextTooShort {
+        /// Tokens of the text (with BOS).
+        tokens: usize,
+        /// The target's minimum.
+        min: usize,
+    },
+    /// The package was made from another model than the source.
+    #[error("{package}: mlc-chat-config.json's model config differs from the source {source_name}'s")]
+    ConfigMismatch {
+        /// The package.
+        package: String,
+        /// The source checkpoint.
+        source_name: String,
+    },
+    /// A model could not be loaded or run.
+    #[error("{model}: {source}")]
+    Model {
+        /// The package or source checkpoint.
+        model: String,
+        /// The error.
+        source: Gemma3Error,
+    },
+}
+
+/// The report `avac alc validate` writes (JSON, keys in field order).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValidationReport {
+    /// The package as given.
+    pub package: String,
+    /// The source checkpoint as given.
+    pub source: String,
+    /// The package's quantization (`q4bf16_1`).
+    pub quantization: String,
+    /// Its group size.
+    pub group_size: usize,
+    /// Tokens of the text, BOS included.
+    pub text_tokens: usize,
+    /// Positions compared (`text_tokens - 1`).
+    pub positions: usize,
+    /// Perplexity of the text under each model.
+    pub perplexity: Perplexity,
+    /// Share of positions whose arg-max agrees.
+    pub top1_agreement: f64,
+    /// `KL(P_source ‖ P_package)` over the positions, nats.
+    pub kl: Kl,
+    /// The gates and their outcome.
+    pub gates: Gates,
+    /// Greedy samples of each model from the fixed prompts.
+    pub samples: Samples,
+    /// Measurements of this run (not deterministic; not in any digest).
+    pub timing_not_deterministic: Timing,
+}
+
+/// Perplexities and their ratio.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Perplexity {
+    /// Of the source.
+    pub source: f64,
+    /// Of the package.
+    pub package: f64,
+    /// `package / source`.
+    pub ratio: f64,
+}
+
+/// KL divergence statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Kl {
+    /// Mean over the positions.
+    pub mean: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// The gates of [`AlcValidateParams`] and what they decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gates {
+    /// [`AlcValidateParams::max_ppl_ratio`].
+    pub max_ppl_ratio: f64,
+    /// [`AlcValidateParams::min_top1_agreement`].
+    pub min_top1_agreement: f64,
+    /// [`AlcValidateParams::max_mean_kl`].
+    pub max_mean_kl: Option<f64>,
+    /// Whether every gate passed (`failures` is empty).
+    pub passed: bool,
+    /// One line per failed gate.
     pub failures: Vec<String>,
+}
+
+/// Greedy samples of both models.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Samples {
+    /// From the package.
+    pub package: Vec<Sample>,
+    /// From the source.
+    pub source: Vec<Sample>,
+}
+
+/// One greedy continuation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The prompt.
+    pub prompt: String,
+    /// The new token ids.
+    pub ids: Vec<u32>,
+    /// Their text.
+    pub text: String,
+}
+
+/// Measurements of one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Seconds to load the package model.
+    pub package_load_s: f64,
+    /// Seconds to load the source model.
+    pub source_load_s: f64,
+    /// Greedy decoding speed of the package model.
+    pub package_decode_tokens_per_s: f64,
+    /// Seconds of the lockstep comparison.
+    pub comparison_s: f64,
+    /// Positions per second of the comparison (both models).
+    pub comparison_tokens_per_s_both_models: f64,
+    /// Worker threads.
+    pub threads: usize,
+    /// Peak RSS after the package-only phase.
+    pub peak_rss_package_only_bytes: Option<u64>,
+    /// Peak RSS at the end.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl ValidationReport {
+    /// Whether every gate passed.
+    pub fn passed(&self) -> bool {
+        self.gates.passed
+    }
 }
 
 /// Per-position comparison figures.
@@ -120,42 +264,49 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Greedy samples from `model`: `(prompt, ids, text, seconds)` per prompt.
-fn samples(model: &Gemma3, tok: &tokenizers::Tokenizer, p: &AlcValidateParams, eos: &[u32]) -> Result<(Vec<serde_json::Value>, f64), Box<dyn std::error::Error>> {
+/// Encodes `text` (with BOS) to ids.
+fn encode(tok: &tokenizers::Tokenizer, text: &str, what: impl Fn() -> String) -> Result<Vec<u32>, ValidateError> {
+    Ok(tok.encode(text, true).map_err(|e| ValidateError::Tokenize { what: what(), why: e.to_string() })?.get_ids().to_vec())
+}
+
+/// Greedy samples from `model` (named `name` in errors), and its decoding speed.
+fn samples(model: &Gemma3, name: &str, tok: &tokenizers::Tokenizer, p: &AlcValidateParams, eos: &[u32]) -> Result<(Vec<Sample>, f64), ValidateError> {
     let mut out = Vec::new();
     let (mut n, mut secs) = (0usize, 0f64);
     for prompt in &p.prompts {
-        let ids = tok.encode(prompt.as_str(), true).map_err(|e| format!("encoding {prompt:?}: {e}"))?.get_ids().to_vec();
+        let ids = encode(tok, prompt, || format!("encoding {prompt:?}"))?;
         let t = Instant::now();
-        let new = model.greedy(&ids, p.max_new, eos)?;
+        let new = model.greedy(&ids, p.max_new, eos).map_err(|source| ValidateError::Model { model: name.to_string(), source })?;
         secs += t.elapsed().as_secs_f64();
         n += new.len();
-        let text = tok.decode(&new, true).map_err(|e| format!("decoding: {e}"))?;
-        out.push(json!({ "prompt": prompt, "ids": new, "text": text }));
+        let text = tok.decode(&new, true).map_err(|e| ValidateError::Tokenize { what: "decoding".into(), why: e.to_string() })?;
+        out.push(Sample { prompt: prompt.clone(), ids: new, text });
     }
     Ok((out, if secs > 0.0 { n as f64 / secs } else { 0.0 }))
 }
 
 /// Validates `pkg` against `source` on `text`.
-pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text: &str, p: &AlcValidateParams) -> Result<Validation, Box<dyn std::error::Error>> {
+pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text: &str, p: &AlcValidateParams) -> Result<ValidationReport, ValidateError> {
     let tok = pkg.tokenizer()?;
-    let ids = tok.encode(text, true).map_err(|e| format!("encoding the validation text: {e}"))?.get_ids().to_vec();
+    let ids = encode(&tok, text, || "encoding the validation text".into())?;
     if ids.len() < p.min_tokens {
-        return Err(format!("the validation text has {} tokens; the target asks for at least {}", ids.len(), p.min_tokens).into());
+        return Err(ValidateError::TextTooShort { tokens: ids.len(), min: p.min_tokens });
     }
     if pkg.chat.model != *source.config() {
-        return Err(format!("{pkg_display}: mlc-chat-config.json's model config differs from the source {}'s", source.display()).into());
+        return Err(ValidateError::ConfigMismatch { package: pkg_display.to_string(), source_name: source.display().to_string() });
     }
+    let pkg_err = |source: Gemma3Error| ValidateError::Model { model: pkg_display.to_string(), source };
+    let src_err = |e: Gemma3Error| ValidateError::Model { model: source.display().to_string(), source: e };
     let t = Instant::now();
-    let package_model = Gemma3::load(&pkg.chat.model, pkg).map_err(|e| format!("{pkg_display}: {e}"))?;
+    let package_model = Gemma3::load(&pkg.chat.model, pkg).map_err(pkg_err)?;
     let load_pkg = t.elapsed().as_secs_f64();
-    let (pkg_samples, tok_per_s) = samples(&package_model, &tok, p, &pkg.chat.ids.eos)?;
+    let (pkg_samples, tok_per_s) = samples(&package_model, pkg_display, &tok, p, &pkg.chat.ids.eos)?;
     let rss_package = peak_rss_bytes();
 
     let t = Instant::now();
-    let source_model = Gemma3::load(source.config(), source).map_err(|e| format!("{}: {e}", source.display()))?;
+    let source_model = Gemma3::load(source.config(), source).map_err(src_err)?;
     let load_src = t.elapsed().as_secs_f64();
-    let (src_samples, _) = samples(&source_model, &tok, p, &pkg.chat.ids.eos)?;
+    let (src_samples, _) = samples(&source_model, source.display(), &tok, p, &pkg.chat.ids.eos)?;
 
     let t = Instant::now();
     let vocab = pkg.chat.model.vocab_size;
@@ -165,8 +316,8 @@ pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text:
         let start = c * CHUNK;
         let mut ls = vec![0f32; chunk.len() * vocab];
         let mut lpk = vec![0f32; chunk.len() * vocab];
-        source_model.forward(chunk, &mut cs, &mut |i, l| ls[(i - start) * vocab..(i - start + 1) * vocab].copy_from_slice(l))?;
-        package_model.forward(chunk, &mut cp, &mut |i, l| lpk[(i - start) * vocab..(i - start + 1) * vocab].copy_from_slice(l))?;
+        source_model.forward(chunk, &mut cs, &mut |i, l| ls[(i - start) * vocab..(i - start + 1) * vocab].copy_from_slice(l)).map_err(src_err)?;
+        package_model.forward(chunk, &mut cp, &mut |i, l| lpk[(i - start) * vocab..(i - start + 1) * vocab].copy_from_slice(l)).map_err(pkg_err)?;
         let n = chunk.len().min(ids.len() - 1 - start);
         let got: Vec<Pos> = (0..n)
             .into_par_iter()
@@ -201,36 +352,35 @@ pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text:
             failures.push(format!("mean KL {mean_kl:.5} exceeds {max}"));
         }
     }
-    let report = json!({
-        "package": pkg_display,
-        "source": source.display(),
-        "quantization": pkg.chat.quantization,
-        "group_size": pkg.group_size()?,
-        "text_tokens": ids.len(),
-        "positions": n,
-        "perplexity": { "source": ppl_src, "package": ppl_pkg, "ratio": ratio },
-        "top1_agreement": agreement,
-        "kl": { "mean": mean_kl, "max": kl_max },
-        "gates": { "max_ppl_ratio": p.max_ppl_ratio, "min_top1_agreement": p.min_top1_agreement, "max_mean_kl": p.max_mean_kl, "passed": failures.is_empty(), "failures": failures },
-        "samples": { "package": pkg_samples, "source": src_samples },
-        "timing_not_deterministic": {
-            "package_load_s": load_pkg,
-            "source_load_s": load_src,
-            "package_decode_tokens_per_s": tok_per_s,
-            "comparison_s": compare_secs,
-            "comparison_tokens_per_s_both_models": n as f64 / compare_secs,
-            "threads": rayon::current_num_threads(),
-            "peak_rss_package_only_bytes": rss_package,
-            "peak_rss_bytes": peak_rss_bytes(),
+    Ok(ValidationReport {
+        package: pkg_display.to_string(),
+        source: source.display().to_string(),
+        quantization: pkg.chat.quantization.clone(),
+        group_size: pkg.group_size().map_err(pkg_err)?,
+        text_tokens: ids.len(),
+        positions: n,
+        perplexity: Perplexity { source: ppl_src, package: ppl_pkg, ratio },
+        top1_agreement: agreement,
+        kl: Kl { mean: mean_kl, max: kl_max },
+        gates: Gates { max_ppl_ratio: p.max_ppl_ratio, min_top1_agreement: p.min_top1_agreement, max_mean_kl: p.max_mean_kl, passed: failures.is_empty(), failures },
+        samples: Samples { package: pkg_samples, source: src_samples },
+        timing_not_deterministic: Timing {
+            package_load_s: load_pkg,
+            source_load_s: load_src,
+            package_decode_tokens_per_s: tok_per_s,
+            comparison_s: compare_secs,
+            comparison_tokens_per_s_both_models: n as f64 / compare_secs,
+            threads: rayon::current_num_threads(),
+            peak_rss_package_only_bytes: rss_package,
+            peak_rss_bytes: peak_rss_bytes(),
         },
-    });
-    Ok(Validation { report, failures })
+    })
 }
 
 /// Per-position scores of `ids` under `model`: the arg-max (lowest id on
 /// ties) and `log p(ids[i + 1])` for every position `i` but the last, fed
 /// [`CHUNK`] tokens at a time.
-pub fn score(model: &Gemma3, ids: &[u32]) -> Result<(Vec<u32>, Vec<f64>), Box<dyn std::error::Error>> {
+pub fn score(model: &Gemma3, ids: &[u32]) -> Result<(Vec<u32>, Vec<f64>), Gemma3Error> {
     let mut cache = model.new_cache();
     let (mut top, mut lp) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
     for chunk in ids.chunks(CHUNK) {

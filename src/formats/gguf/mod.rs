@@ -52,7 +52,6 @@
 
 pub mod dequant;
 mod error;
-pub mod gemma3;
 pub mod hf_tokenizer;
 mod reader;
 mod tokenizer;
@@ -60,9 +59,9 @@ mod types;
 mod value;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
-mod tests_gemma3;
+pub(crate) mod tests_gemma3;
 #[cfg(test)]
 mod tests_real;
 

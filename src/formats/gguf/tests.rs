@@ -1,5 +1,6 @@
-//! Unit tests on handcrafted files and blocks; they always run. Gemma 3 tests
-//! are in `tests_gemma3.rs`, the real-file oracle test in `tests_real.rs`.
+//! Unit tests on handcrafted files and blocks; they always run. Gemma 3's
+//! tokenizer tests are in `tests_gemma3.rs` (its names and keys in
+//! `model::gemma3::gguf`), the real-file oracle test in `tests_real.rs`.
 
 use super::dequant::{bf16_to_f32, f16_to_f32};
 use super::*;
@@ -7,8 +8,8 @@ use super::*;
 // ---------------------------------------------------------------- a tiny writer
 
 /// Builds GGUF files byte by byte, including invalid ones.
-pub(super) struct Builder {
-    pub(super) version: u32,
+pub(crate) struct Builder {
+    pub(crate) version: u32,
     kvs: Vec<u8>,
     n_kv: u64,
     infos: Vec<u8>,
@@ -23,12 +24,12 @@ fn gstr(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 impl Builder {
-    pub(super) fn new() -> Builder {
+    pub(crate) fn new() -> Builder {
         Builder { version: 3, kvs: vec![], n_kv: 0, infos: vec![], n_tensors: 0, data: vec![], alignment: 32 }
     }
 
     /// A key with a raw value type id and raw value bytes.
-    pub(super) fn kv_raw(mut self, key: &str, type_id: u32, value: &[u8]) -> Builder {
+    pub(crate) fn kv_raw(mut self, key: &str, type_id: u32, value: &[u8]) -> Builder {
         gstr(&mut self.kvs, key.as_bytes());
         self.kvs.extend(type_id.to_le_bytes());
         self.kvs.extend(value);
@@ -36,25 +37,25 @@ impl Builder {
         self
     }
 
-    pub(super) fn kv_u32(self, key: &str, v: u32) -> Builder {
+    pub(crate) fn kv_u32(self, key: &str, v: u32) -> Builder {
         self.kv_raw(key, 4, &v.to_le_bytes())
     }
 
-    pub(super) fn kv_f32(self, key: &str, v: f32) -> Builder {
+    pub(crate) fn kv_f32(self, key: &str, v: f32) -> Builder {
         self.kv_raw(key, 6, &v.to_le_bytes())
     }
 
-    pub(super) fn kv_str(self, key: &str, v: &str) -> Builder {
+    pub(crate) fn kv_str(self, key: &str, v: &str) -> Builder {
         let mut b = vec![];
         gstr(&mut b, v.as_bytes());
         self.kv_raw(key, 8, &b)
     }
 
-    pub(super) fn kv_bool(self, key: &str, v: bool) -> Builder {
+    pub(crate) fn kv_bool(self, key: &str, v: bool) -> Builder {
         self.kv_raw(key, 7, &[v as u8])
     }
 
-    pub(super) fn kv_str_array(self, key: &str, items: &[&str]) -> Builder {
+    pub(crate) fn kv_str_array(self, key: &str, items: &[&str]) -> Builder {
         let mut b = vec![];
         b.extend(8u32.to_le_bytes());
         b.extend((items.len() as u64).to_le_bytes());
@@ -64,7 +65,7 @@ impl Builder {
         self.kv_raw(key, 9, &b)
     }
 
-    pub(super) fn kv_array<T: Copy>(self, key: &str, elem_type: u32, items: &[T], le: fn(T) -> Vec<u8>) -> Builder {
+    pub(crate) fn kv_array<T: Copy>(self, key: &str, elem_type: u32, items: &[T], le: fn(T) -> Vec<u8>) -> Builder {
         let mut b = vec![];
         b.extend(elem_type.to_le_bytes());
         b.extend((items.len() as u64).to_le_bytes());
@@ -75,7 +76,7 @@ impl Builder {
     }
 
     /// A tensor info with an explicit offset; `data` is not touched.
-    pub(super) fn info(mut self, name: &str, ne: &[u64], type_id: u32, offset: u64) -> Builder {
+    pub(crate) fn info(mut self, name: &str, ne: &[u64], type_id: u32, offset: u64) -> Builder {
         gstr(&mut self.infos, name.as_bytes());
         self.infos.extend((ne.len() as u32).to_le_bytes());
         for d in ne {
@@ -88,7 +89,7 @@ impl Builder {
     }
 
     /// A tensor placed after the previous one, padded like gguf-py does.
-    pub(super) fn tensor(mut self, name: &str, ne: &[u64], ty: GgmlType, bytes: &[u8]) -> Builder {
+    pub(crate) fn tensor(mut self, name: &str, ne: &[u64], ty: GgmlType, bytes: &[u8]) -> Builder {
         while !self.data.len().is_multiple_of(self.alignment) {
             self.data.push(0);
         }
@@ -97,7 +98,7 @@ impl Builder {
         self.info(name, ne, ty.id(), offset)
     }
 
-    pub(super) fn build(self) -> Vec<u8> {
+    pub(crate) fn build(self) -> Vec<u8> {
         let mut out = b"GGUF".to_vec();
         out.extend(self.version.to_le_bytes());
         out.extend(self.n_tensors.to_le_bytes());
@@ -115,7 +116,7 @@ impl Builder {
     }
 }
 
-pub(super) fn parse(bytes: Vec<u8>) -> Result<GgufFile> {
+pub(crate) fn parse(bytes: Vec<u8>) -> Result<GgufFile> {
     GgufFile::parse(bytes, "t.gguf")
 }
 

@@ -46,6 +46,7 @@ mod attention;
 mod config;
 pub mod gguf;
 mod linear;
+pub mod names;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -63,6 +64,7 @@ pub use config::{Gemma3Config, LayerType};
 
 use attention::Rope;
 use linear::{rms_norm_rows, Linear};
+use names::{Field, Name};
 
 /// Failures configuring, loading or running Gemma 3.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,14 @@ pub enum Gemma3Error {
         name: String,
         /// What went wrong.
         why: String,
+    },
+    /// A GGUF tensor that is not in the Gemma 3 names table.
+    #[error("{file}: tensor '{tensor}' has no Hugging Face name for gemma3")]
+    UnmappedGgufTensor {
+        /// The GGUF file.
+        file: String,
+        /// The GGUF tensor name.
+        tensor: String,
     },
     /// A tensor's shape disagrees with the config.
     #[error("tensor {name} has shape {found:?}, expected {expected:?}")]
@@ -132,20 +142,18 @@ impl Gemma3Weights for BTreeMap<String, (Vec<usize>, Vec<f32>)> {
     }
 }
 
-fn load(src: &dyn Gemma3Weights, name: &str, shape: &[usize]) -> Result<Vec<f32>, Gemma3Error> {
-    let (found, v) = src.tensor(name)?;
+/// A tensor as the forward uses it, its shape checked against `cfg`: a norm
+/// as its effective scale `1 + w` ([`names::norm_scale`]).
+fn load(src: &dyn Gemma3Weights, cfg: &Gemma3Config, tensor: Name) -> Result<Vec<f32>, Gemma3Error> {
+    let (name, shape) = (tensor.hf(), tensor.shape(cfg));
+    let (found, v) = src.tensor(&name)?;
     if found != shape {
-        return Err(Gemma3Error::Shape { name: name.into(), expected: shape.to_vec(), found });
+        return Err(Gemma3Error::Shape { name, expected: shape, found });
     }
     if v.len() != shape.iter().product::<usize>() {
-        return Err(Gemma3Error::Read { name: name.into(), why: format!("{} values for shape {shape:?}", v.len()) });
+        return Err(Gemma3Error::Read { why: format!("{} values for shape {shape:?}", v.len()), name });
     }
-    Ok(v)
-}
-
-/// An RMSNorm weight in HF convention, loaded as the effective scale `1 + w`.
-fn load_norm(src: &dyn Gemma3Weights, name: &str, width: usize) -> Result<Vec<f32>, Gemma3Error> {
-    Ok(load(src, name, &[width])?.into_iter().map(|w| 1.0 + w).collect())
+    Ok(if tensor.kind().stored_plus_one() { v.into_iter().map(names::norm_scale).collect() } else { v })
 }
 
 /// One decoder layer.
@@ -157,7 +165,7 @@ struct Layer {
     /// `gate_proj` and `up_proj` stacked: `[2·intermediate, hidden]`.
     gate_up: Linear,
     down: Linear,
-    /// Effective scales `1 + w` of the six norms.
+    /// Effective scales `1 + w` of the six norms ([`names::norm_scale`]).
     q_norm: Vec<f32>,
     k_norm: Vec<f32>,
     input_norm: Vec<f32>,
@@ -193,30 +201,30 @@ impl Gemma3 {
         cfg.validate()?;
         let (h, d, f) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
         let (nq, nkv) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
-        let embed = load(src, "model.embed_tokens.weight", &[cfg.vocab_size, h])?;
+        let embed = load(src, cfg, Field::EmbedTokens.model())?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let mut qkv = load(src, &format!("{p}.self_attn.q_proj.weight"), &[nq, h])?;
-            qkv.extend(load(src, &format!("{p}.self_attn.k_proj.weight"), &[nkv, h])?);
-            qkv.extend(load(src, &format!("{p}.self_attn.v_proj.weight"), &[nkv, h])?);
-            let mut gate_up = load(src, &format!("{p}.mlp.gate_proj.weight"), &[f, h])?;
-            gate_up.extend(load(src, &format!("{p}.mlp.up_proj.weight"), &[f, h])?);
+            let t = |field: Field| load(src, cfg, field.at(i));
+            let mut qkv = t(Field::QProj)?;
+            qkv.extend(t(Field::KProj)?);
+            qkv.extend(t(Field::VProj)?);
+            let mut gate_up = t(Field::GateProj)?;
+            gate_up.extend(t(Field::UpProj)?);
             layers.push(Layer {
                 qkv: Linear::new(&qkv, nq + 2 * nkv, h),
-                o: Linear::new(&load(src, &format!("{p}.self_attn.o_proj.weight"), &[h, nq])?, h, nq),
+                o: Linear::new(&t(Field::OProj)?, h, nq),
                 gate_up: Linear::new(&gate_up, 2 * f, h),
-                down: Linear::new(&load(src, &format!("{p}.mlp.down_proj.weight"), &[h, f])?, h, f),
-                q_norm: load_norm(src, &format!("{p}.self_attn.q_norm.weight"), d)?,
-                k_norm: load_norm(src, &format!("{p}.self_attn.k_norm.weight"), d)?,
-                input_norm: load_norm(src, &format!("{p}.input_layernorm.weight"), h)?,
-                post_attn_norm: load_norm(src, &format!("{p}.post_attention_layernorm.weight"), h)?,
-                pre_ffn_norm: load_norm(src, &format!("{p}.pre_feedforward_layernorm.weight"), h)?,
-                post_ffn_norm: load_norm(src, &format!("{p}.post_feedforward_layernorm.weight"), h)?,
+                down: Linear::new(&t(Field::DownProj)?, h, f),
+                q_norm: t(Field::QNorm)?,
+                k_norm: t(Field::KNorm)?,
+                input_norm: t(Field::InputLayernorm)?,
+                post_attn_norm: t(Field::PostAttentionLayernorm)?,
+                pre_ffn_norm: t(Field::PreFeedforwardLayernorm)?,
+                post_ffn_norm: t(Field::PostFeedforwardLayernorm)?,
                 sliding: cfg.is_sliding(i),
             });
         }
-        let final_norm = load_norm(src, "model.norm.weight", h)?;
+        let final_norm = load(src, cfg, Field::Norm.model())?;
         Ok(Gemma3 {
             cfg: cfg.clone(),
             lm_head: Linear::new(&embed, cfg.vocab_size, h),

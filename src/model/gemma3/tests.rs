@@ -1,72 +1,9 @@
-//! Config parsing, load errors and determinism of the Gemma 3 forward.
-
-use std::collections::BTreeMap;
+//! Config parsing, load errors and determinism of the Gemma 3 forward, on
+//! the generated checkpoint of [`crate::fixtures::gemma3`] (a test-only use
+//! of the layer above: the fixtures are built from this model's names table).
 
 use super::*;
-
-/// A tiny Gemma 3: both layer kinds (layer 5 is global), GQA with 2 query
-/// heads per KV head, a window of 4.
-pub(crate) fn tiny_config() -> Gemma3Config {
-    Gemma3Config::from_json(
-        r#"{
-        "model_type": "gemma3_text", "vocab_size": 300, "hidden_size": 64, "intermediate_size": 96,
-        "num_hidden_layers": 6, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
-        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
-        "sliding_window": 4, "query_pre_attn_scalar": 32, "max_position_embeddings": 4096,
-        "hidden_activation": "gelu_pytorch_tanh", "rope_scaling": null,
-        "final_logit_softcapping": null, "attn_logit_softcapping": null
-    }"#,
-    )
-    .unwrap()
-}
-
-/// xorshift32 values in `[-1, 1)`.
-pub(super) struct Rng(u32);
-
-impl Rng {
-    pub(super) fn next(&mut self) -> f32 {
-        let s = &mut self.0;
-        *s ^= *s << 13;
-        *s ^= *s >> 17;
-        *s ^= *s << 5;
-        (*s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-    }
-
-    fn fill(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
-}
-
-/// Deterministic pseudo-random weights for `cfg`, HF names and shapes.
-pub(crate) fn tiny_weights(cfg: &Gemma3Config, seed: u32) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-    let mut rng = Rng(seed.wrapping_mul(2_654_435_761) | 1);
-    let (h, d, f) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
-    let (nq, nkv) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
-    let mut t = BTreeMap::new();
-    let mut put = |name: String, shape: Vec<usize>, scale: f32| {
-        let v = rng.fill(shape.iter().product(), scale);
-        t.insert(name, (shape, v));
-    };
-    put("model.embed_tokens.weight".into(), vec![cfg.vocab_size, h], 0.5);
-    let lin = |k: usize| 1.5 / (k as f32).sqrt();
-    for i in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        put(format!("{p}.self_attn.q_proj.weight"), vec![nq, h], lin(h));
-        put(format!("{p}.self_attn.k_proj.weight"), vec![nkv, h], lin(h));
-        put(format!("{p}.self_attn.v_proj.weight"), vec![nkv, h], lin(h));
-        put(format!("{p}.self_attn.o_proj.weight"), vec![h, nq], lin(nq));
-        put(format!("{p}.self_attn.q_norm.weight"), vec![d], 0.5);
-        put(format!("{p}.self_attn.k_norm.weight"), vec![d], 0.5);
-        for n in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"] {
-            put(format!("{p}.{n}.weight"), vec![h], 0.5);
-        }
-        put(format!("{p}.mlp.gate_proj.weight"), vec![f, h], lin(h));
-        put(format!("{p}.mlp.up_proj.weight"), vec![f, h], lin(h));
-        put(format!("{p}.mlp.down_proj.weight"), vec![h, f], lin(f));
-    }
-    put("model.norm.weight".into(), vec![h], 0.5);
-    t
-}
+use crate::fixtures::gemma3::{tiny_config, weights as tiny_weights};
 
 /// Logits of every position, feeding `tokens` in chunks of `chunk`.
 pub(crate) fn all_logits(m: &Gemma3, tokens: &[u32], chunk: usize) -> Vec<f32> {

@@ -1,5 +1,6 @@
 //! The forward against candle-transformers 0.11's `gemma3::Model` (f32,
-//! CPU), an implementation nobody here wrote, on a tiny random checkpoint.
+//! CPU), an implementation nobody here wrote, on the tiny generated
+//! checkpoint of [`crate::fixtures::gemma3`].
 //!
 //! Semantic differences of candle's `gemma3.rs`, and how the test bridges them:
 //!
@@ -14,12 +15,13 @@
 //!   prefix length.
 //! - It ignores `rope_scaling` (the 4B+ models' linear factor 8).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::gemma3 as cg;
 
-use super::tests::{all_logits, tiny_config, tiny_weights, tokens};
+use super::tests::{all_logits, tokens};
+use crate::fixtures::gemma3::{tiny_config, weights as tiny_weights};
 use super::*;
 
 /// candle's config for `cfg`, with its own sliding window and position table size.
@@ -63,7 +65,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Max |Δ| over all positions: (candle prefill per prefix, candle decode).
-fn compare(cfg: &Gemma3Config, seed: u32) -> (f32, f32, f32) {
+fn compare(cfg: &Gemma3Config, seed: u64) -> (f32, f32, f32) {
     let w = tiny_weights(cfg, seed);
     let ours = Gemma3::load(cfg, &w).unwrap();
     let toks = tokens(20, cfg.vocab_size as u32);
