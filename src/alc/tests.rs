@@ -4,6 +4,7 @@ use super::chat_config;
 use super::checkpoint::{Checkpoint, SpecialIds};
 use super::package::{self, NativeLib, Package, PackageError};
 use super::quantize::{quantize, AlcQuantizeParams};
+use super::validate::{self, AlcValidateParams};
 use crate::fixtures::gemma3::{tiny_config, weights as tiny_weights};
 use crate::model::gemma3::names::{norm_scale, norm_weight, Name, MLC_PREFIX as PREFIX};
 use crate::model::gemma3::tests::all_logits;
@@ -248,4 +249,44 @@ fn tampered_packages_are_refused_naming_the_fault() {
     std::fs::write(&t, &bytes[..bytes.len() / 2]).unwrap();
     let e = Package::open(&t).err().unwrap().to_string();
     assert!(e.contains("p.tar") && e.contains("truncated"), "{e}");
+}
+
+/// Keys of a JSON object, in order.
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+#[test]
+fn validation_report_has_the_documented_keys_in_order() {
+    let src = Mem::new();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("pkg");
+    quantize(&src, &params(32), &dir).unwrap();
+    let pkg = Package::open(&dir).unwrap();
+    let text: String = (0..40).map(|i| format!("t{} ", (i * 37 + 5) % 300)).collect();
+    let p = AlcValidateParams { min_tokens: 20, prompts: vec!["t5 t9".into()], max_new: 3, min_top1_agreement: 1.1, ..AlcValidateParams::default() };
+    let r = validate::validate(&pkg, "pkg", &src, &text, &p).unwrap();
+    assert_eq!((r.text_tokens, r.positions, r.group_size), (41, 40, 32));
+    assert!(!r.passed() && r.gates.failures.len() == 1 && r.gates.failures[0].starts_with("top-1 agreement"), "{:?}", r.gates);
+    assert_eq!(r.samples.package[0].ids.len(), 3);
+    let v = serde_json::to_value(&r).unwrap();
+    let top = [
+        "package", "source", "quantization", "group_size", "text_tokens", "positions", "perplexity", "top1_agreement", "kl", "gates", "samples", "timing_not_deterministic",
+    ];
+    assert_eq!(keys(&v), top);
+    assert_eq!(keys(&v["perplexity"]), ["source", "package", "ratio"]);
+    assert_eq!(keys(&v["kl"]), ["mean", "max"]);
+    assert_eq!(keys(&v["gates"]), ["max_ppl_ratio", "min_top1_agreement", "max_mean_kl", "passed", "failures"]);
+    assert_eq!(v["gates"]["max_mean_kl"], serde_json::Value::Null);
+    assert_eq!(keys(&v["samples"]), ["package", "source"]);
+    assert_eq!(keys(&v["samples"]["source"][0]), ["prompt", "ids", "text"]);
+    let timing = [
+        "package_load_s", "source_load_s", "package_decode_tokens_per_s", "comparison_s", "comparison_tokens_per_s_both_models", "threads", "peak_rss_package_only_bytes", "peak_rss_bytes",
+    ];
+    assert_eq!(keys(&v["timing_not_deterministic"]), timing);
+    let back: validate::ValidationReport = serde_json::from_value(v).unwrap();
+    assert_eq!(back.perplexity, r.perplexity);
+    // A text too short for the target is an error, not a failed gate.
+    let e = validate::validate(&pkg, "pkg", &src, "t1 t2", &p).unwrap_err();
+    assert!(matches!(e, validate::ValidateError::TextTooShort { tokens: 3, min: 20 }), "{e}");
 }

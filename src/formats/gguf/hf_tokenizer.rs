@@ -686,13 +686,11 @@ mod tests {
         let s = spec(PIECES);
         let hf = load(&s, &tok(&s));
         let alphabet = ["a", "b", "c", " ", "é", "\n", "<start_of_turn>", "ab", "▁"];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = crate::rng::Rng::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..2000 {
             let mut text = String::new();
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            for _ in 0..(state >> 60) {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                text.push_str(alphabet[(state >> 33) as usize % alphabet.len()]);
+            for _ in 0..(rng.next_u64() >> 60) {
+                text.push_str(alphabet[(rng.next_u64() >> 33) as usize % alphabet.len()]);
             }
             let got = hf.encode(text.as_str(), true).unwrap();
             assert_eq!(got.get_ids(), llama_reference(&s, &text), "{text:?}");
