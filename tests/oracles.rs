@@ -123,7 +123,7 @@ fn evaluator_runs_exported_graphs_like_the_reference_forward() {
 
 #[test]
 fn static_int8_qdq_runs_in_onnxruntime_and_tracks_fp32() {
-    use avac::aon::quantize::{self, QuantizeParams};
+    use avac::aon::quantize::{self, AonQuantizeParams};
     use avac::graph::eval::{Evaluator, Value};
     let d = tempfile::tempdir().unwrap();
     let model = d.path().join("albert");
@@ -133,8 +133,8 @@ fn static_int8_qdq_runs_in_onnxruntime_and_tracks_fp32() {
     let cal: Vec<String> = serde_json::from_slice(&std::fs::read(repo().join("data/intents/calibration.json")).unwrap()).unwrap();
     let cal: Vec<Vec<u32>> = cal.iter().map(|t| c.tokenizer.encode(t).unwrap().ids).collect();
     let fp32 = avac::graph::onnx::from_bytes(&std::fs::read(&opt).unwrap(), "fp32").unwrap();
-    let (int8, report) = quantize::run(&fp32, &cal, &QuantizeParams::default()).unwrap();
-    let again = quantize::run(&fp32, &cal, &QuantizeParams::default()).unwrap().0;
+    let (int8, report) = quantize::run(&fp32, &cal, &AonQuantizeParams::default()).unwrap();
+    let again = quantize::run(&fp32, &cal, &AonQuantizeParams::default()).unwrap().0;
     let bytes = avac::graph::onnx::to_bytes(&int8);
     assert_eq!(bytes, avac::graph::onnx::to_bytes(&again), "quantization is not repeatable");
     // ALBERT's shared layer: each of its weights quantized once.

@@ -151,7 +151,7 @@ avac_quant avac-perchannel "avac static QDQ, MinMax, per-channel int8 weights, s
 avac_quant avac-entropy "avac static QDQ, Entropy (KL, 128 quantized bins), per-tensor." '{"calibration": {"method": "entropy"}}'
 avac_quant avac-percentile "avac static QDQ, Percentile (99.999), per-tensor." '{"calibration": {"method": "percentile"}}'
 avac_quant avac-mse "avac static QDQ, MSE-optimal range, per-tensor." '{"calibration": {"method": "mse"}}'
-# Dynamic mode, where this avac has it (QuantizeParams rejects unknown fields,
+# Dynamic mode, where this avac has it (AonQuantizeParams rejects unknown fields,
 # so an older avac fails here and the failure is noted in the table).
 avac_quant avac-dynamic "avac dynamic: int8 weights, DynamicQuantizeLinear on activations." '{"mode": "dynamic"}'
 # Diagnostic: the fitted head's folded standardisation gives its weights a huge range

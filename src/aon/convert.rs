@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 /// Conversion parameters, as declared in a target.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConvertParams {
+pub struct AonConvertParams {
     /// Number of intent classes (checked against the data and any checkpoint head).
     pub classes: usize,
     /// Maximum sequence length, special tokens included.
@@ -159,7 +159,7 @@ pub fn convert(
     model_dir: &Path,
     intents_path: &Path,
     calibration: Option<&Path>,
-    params: &ConvertParams,
+    params: &AonConvertParams,
     out_dir: &Path,
 ) -> Result<ConvertReport, ConvertError> {
     if params.max_seq_len < 3 {

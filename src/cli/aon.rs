@@ -111,7 +111,7 @@ fn pretty(v: &impl serde::Serialize) -> Vec<u8> {
 pub(super) fn run(cmd: AonCmd) -> Result<i32, Box<dyn std::error::Error>> {
     match cmd {
         AonCmd::Convert { model, intents, calibration, params, out } => {
-            let p: convert::ConvertParams = read_json(&params)?;
+            let p: convert::AonConvertParams = read_json(&params)?;
             if out.exists() {
                 return Err(format!("{}: already exists", out.display()).into());
             }
@@ -153,7 +153,7 @@ pub(super) fn run(cmd: AonCmd) -> Result<i32, Box<dyn std::error::Error>> {
             Ok(0)
         }
         AonCmd::Quantize { input, classifier, calibration, params, out, report } => {
-            let p: crate::aon::quantize::QuantizeParams = match params {
+            let p: crate::aon::quantize::AonQuantizeParams = match params {
                 Some(p) => read_json(&p)?,
                 None => Default::default(),
             };
@@ -178,7 +178,7 @@ pub(super) fn run(cmd: AonCmd) -> Result<i32, Box<dyn std::error::Error>> {
             Ok(0)
         }
         AonCmd::Validate { model, fp32, ort_python, classifier, intents, params, report } => {
-            let p: validate::ValidateParams = match params {
+            let p: validate::AonValidateParams = match params {
                 Some(p) => read_json(&p)?,
                 None => Default::default(),
             };

@@ -27,9 +27,9 @@
 //! validate = { max_ppl_ratio = 3.5, min_top1_agreement = 0.4 }
 //! ```
 
-use crate::aon::convert::ConvertParams;
-use crate::aon::quantize::QuantizeParams;
-use crate::aon::validate::ValidateParams;
+use crate::aon::convert::AonConvertParams;
+use crate::aon::quantize::AonQuantizeParams;
+use crate::aon::validate::AonValidateParams;
 use crate::alc::quantize::AlcQuantizeParams;
 use crate::alc::validate::AlcValidateParams;
 use crate::store::Source;
@@ -147,13 +147,13 @@ pub struct AonTarget {
     /// Artifact file name.
     pub artifact: String,
     /// Conversion parameters.
-    pub convert: ConvertParams,
+    pub convert: AonConvertParams,
     /// INT8 quantization; without it the artifact is the optimized FP32 model.
     #[serde(default)]
-    pub quantize: Option<QuantizeParams>,
+    pub quantize: Option<AonQuantizeParams>,
     /// Validation gates.
     #[serde(default)]
-    pub validate: ValidateParams,
+    pub validate: AonValidateParams,
 }
 
 /// A native library shipped in an ALC package.
@@ -171,7 +171,7 @@ pub struct LibDecl {
 /// Packaging options of an ALC target.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PackageParams {
+pub struct AlcPackageParams {
     /// Also publish `ARTIFACT.zst` (pinned zstd parameters).
     #[serde(default)]
     pub zstd: bool,
@@ -200,7 +200,7 @@ pub struct AlcTarget {
     pub quantize: AlcQuantizeParams,
     /// Packaging.
     #[serde(default)]
-    pub package: PackageParams,
+    pub package: AlcPackageParams,
     /// Validation gates.
     #[serde(default)]
     pub validate: AlcValidateParams,

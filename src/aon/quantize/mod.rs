@@ -75,7 +75,7 @@ pub enum Mode {
 /// Quantization parameters, as declared in a target.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct QuantizeParams {
+pub struct AonQuantizeParams {
     /// Static or dynamic.
     pub mode: Mode,
     /// Activation range calibration method (static mode).
@@ -94,9 +94,9 @@ pub struct QuantizeParams {
     pub bias_correction: bool,
 }
 
-impl Default for QuantizeParams {
+impl Default for AonQuantizeParams {
     fn default() -> Self {
-        QuantizeParams {
+        AonQuantizeParams {
             mode: Mode::Static,
             calibration: Method::MinMax,
             per_channel: false,
@@ -189,7 +189,7 @@ impl Selection {
     }
 }
 
-fn select(m: &Model, p: &QuantizeParams) -> Result<Selection, QuantizeError> {
+fn select(m: &Model, p: &AonQuantizeParams) -> Result<Selection, QuantizeError> {
     let g = &m.graph;
     let mut s = Selection { weights: BTreeSet::new(), act_uses: BTreeSet::new(), embedding: None };
     for (i, n) in g.nodes.iter().enumerate() {
@@ -233,7 +233,7 @@ fn select(m: &Model, p: &QuantizeParams) -> Result<Selection, QuantizeError> {
 
 /// The `quantize` step: quantizes `fp32`; static mode calibrates on
 /// `calibration` token sequences.
-pub fn run(fp32: &Model, calibration: &[Vec<u32>], p: &QuantizeParams) -> Result<(Model, QuantizeReport), QuantizeError> {
+pub fn run(fp32: &Model, calibration: &[Vec<u32>], p: &AonQuantizeParams) -> Result<(Model, QuantizeReport), QuantizeError> {
     if p.mode == Mode::Static && calibration.is_empty() {
         return Err(QuantizeError::NoCalibration);
     }
@@ -292,7 +292,7 @@ mod tests {
             m.graph.initializers.insert(n.clone(), zeros);
         }
         crate::graph::passes::optimize(&mut m).unwrap();
-        let p = QuantizeParams { min_weight_elements: 1, ..Default::default() };
+        let p = AonQuantizeParams { min_weight_elements: 1, ..Default::default() };
         let cal = vec![vec![1, 5, 9, 2], vec![3, 4, 7, 8, 11, 2]];
         let (q, r) = run(&m, &cal, &p).unwrap();
         assert!(!r.constant_activations.is_empty(), "{r:?}");

@@ -8,7 +8,7 @@
 //! tract, and runs both graphs on the first test utterances to report the
 //! error each layer adds (at every LayerNormalization output, then the logits).
 
-use super::{accuracy, compare, TractModel, ValidateError, ValidateParams, ValidateReport};
+use super::{accuracy, compare, TractModel, ValidateError, AonValidateParams, ValidateReport};
 use crate::graph::eval::{Evaluator, Value};
 use crate::graph::{DType, Model};
 use serde::{Deserialize, Serialize};
@@ -127,7 +127,7 @@ fn inputs(ids: &[u32]) -> [(&'static str, Value); 2] {
 }
 
 /// Judges the INT8 model; returns its report and the first failed gate.
-pub(super) fn validate(ctx: &Context, base: &ValidateReport, params: &ValidateParams) -> Result<(Int8Report, Option<String>), ValidateError> {
+pub(super) fn validate(ctx: &Context, base: &ValidateReport, params: &AonValidateParams) -> Result<(Int8Report, Option<String>), ValidateError> {
     let g = &params.int8;
     let tract = TractModel::load(ctx.path, ctx.bytes, ctx.pad, ctx.classes)?;
     let logits = tract.run_all(ctx.seqs, ctx.seq)?;

@@ -27,7 +27,7 @@ const PAD_EXTRA: usize = 3;
 /// Gates and settings, as declared in a target.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ValidateParams {
+pub struct AonValidateParams {
     /// Largest allowed |tract − reference| over all FP32 test logits.
     pub max_abs_logit_diff: f32,
     /// Minimum top-1 agreement between the FP32 model in tract and the reference, in [0, 1].
@@ -40,9 +40,9 @@ pub struct ValidateParams {
     pub int8: int8::Int8Gates,
 }
 
-impl Default for ValidateParams {
+impl Default for AonValidateParams {
     fn default() -> Self {
-        ValidateParams { max_abs_logit_diff: 1e-3, min_agreement: 1.0, min_accuracy: 0.0, latency_runs: 20, int8: Default::default() }
+        AonValidateParams { max_abs_logit_diff: 1e-3, min_agreement: 1.0, min_accuracy: 0.0, latency_runs: 20, int8: Default::default() }
     }
 }
 
@@ -242,7 +242,7 @@ pub fn validate(
     fp32_path: Option<&Path>,
     classifier_dir: &Path,
     intents_path: &Path,
-    params: &ValidateParams,
+    params: &AonValidateParams,
     ort_python: Option<&Path>,
 ) -> Result<ValidateReport, ValidateError> {
     let c = Classifier::load(classifier_dir)?;
