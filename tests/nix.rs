@@ -212,37 +212,31 @@ fn wrong_seed_fails_with_the_hash_mismatch_and_the_fix() {
     assert!(err.contains("avac lock wrong-pin"), "{err}");
 }
 
-/// A plan generated from another declaration is refused at evaluation,
-/// with the command that regenerates it.
+/// What evaluation refuses and what it lets through: a target whose
+/// sources are not pinned yet evaluates (so `nix flake show`/`check` can
+/// list it) and fails only when built, naming the source and the `avac
+/// lock` command; a plan generated from another declaration is refused at
+/// evaluation, with the command that regenerates it.
 #[test]
-fn a_stale_plan_fails_at_evaluation_with_the_fix() {
+fn unlocked_targets_evaluate_and_a_stale_plan_is_refused() {
     if !nix_ready() {
         return;
     }
     let d = stage(None);
-    let decl = std::fs::read_to_string(d.path().join("rules/targets.toml")).unwrap();
-    std::fs::write(d.path().join("rules/targets.toml"), format!("{decl}\n# edited after planning\n")).unwrap();
-    let o = nix(&["eval", "--raw", &flake(d.path(), &format!("packages.{SYSTEM}.malbert-tiny-int8.drvPath"))]);
-    let err = stderr(&o);
-    assert!(!o.status.success(), "{}", stdout(&o));
-    assert!(err.contains("was not planned from") && err.contains("avac plan --all --out rules/plan.json"), "{err}");
-}
-
-/// A target whose sources are not pinned yet evaluates (so `nix flake
-/// show`/`check` can list it) and fails when built, naming the source and
-/// the `avac lock` command; it never throws at evaluation.
-#[test]
-fn an_unlocked_target_evaluates_and_fails_at_build_time_with_avac_lock() {
-    if !nix_ready() {
-        return;
-    }
-    let d = stage(None);
-    let o = nix(&["eval", "--raw", &flake(d.path(), &format!("packages.{SYSTEM}.malbert-int8.drvPath"))]);
+    let drv = |t: &str| nix(&["eval", "--raw", &flake(d.path(), &format!("packages.{SYSTEM}.{t}.drvPath"))]);
+    let o = drv("malbert-int8");
     assert!(o.status.success(), "evaluating an unlocked target: {}", stderr(&o));
     let o = nix(&["build", "-L", "--no-link", &flake(d.path(), &format!("legacyPackages.{SYSTEM}.sources.albert-base-v2-weights"))]);
     let err = stderr(&o);
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("source albert-base-v2-weights is not locked") && err.contains("avac lock albert-base-v2-weights"), "{err}");
+
+    let decl = std::fs::read_to_string(d.path().join("rules/targets.toml")).unwrap();
+    std::fs::write(d.path().join("rules/targets.toml"), format!("{decl}\n# edited after planning\n")).unwrap();
+    let o = drv("malbert-tiny-int8");
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(err.contains("was not planned from") && err.contains("avac plan --all --out rules/plan.json"), "{err}");
 }
 
 /// `nix flake show` lists one package per declared target (the Hugging Face

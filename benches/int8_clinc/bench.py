@@ -30,11 +30,8 @@ FLOAT_KERNELS = ("MatMul", "FusedMatMul", "Gemm")
 
 
 def sha256_file(path):
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def write_json(path, obj):

@@ -90,25 +90,18 @@ pub enum StepError {
         /// Its exit status.
         status: std::process::ExitStatus,
     },
-    /// I/O error.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The error.
-        source: std::io::Error,
-    },
 }
 
 impl From<std::io::Error> for StepError {
     fn from(source: std::io::Error) -> Self {
-        StepError::Io { what: "writing outputs".into(), source }
+        StepError::Build(source.into())
     }
 }
 
+/// An I/O error while doing `what` (the runner's [`BuildError::Io`]).
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StepError {
-    let what = what.into();
-    move |source| StepError::Io { what, source }
+    let f = runner::io(what);
+    move |source| StepError::Build(f(source))
 }
 
 /// Copies the pinned file `file` of source `name` to `out`. A digest other

