@@ -226,7 +226,7 @@ fn plan(layers: usize) -> Vec<Param> {
 /// Quantizes `ckpt` into the directory `out` (created; it must not exist):
 /// `tensor-cache.json`, `params_shard_*.bin`, `mlc-chat-config.json` and the
 /// tokenizer files. Nothing is left at `out` on error.
-pub fn quantize(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, out: &Path) -> Result<AlcQuantizeReport, QuantizeError> {
+pub fn run(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, out: &Path) -> Result<AlcQuantizeReport, QuantizeError> {
     params.check()?;
     let checkpoint = || ckpt.display().to_string();
     let cfg = ckpt.config().clone();

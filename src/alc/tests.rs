@@ -3,7 +3,7 @@
 use super::chat_config;
 use super::checkpoint::{Checkpoint, SpecialIds};
 use super::package::{self, NativeLib, Package, PackageError};
-use super::quantize::{quantize, AlcQuantizeParams};
+use super::quantize::{run as quantize, AlcQuantizeParams};
 use super::validate::{self, AlcValidateParams};
 use crate::fixtures::gemma3::{tiny_config, weights as tiny_weights};
 use crate::model::gemma3::names::{norm_scale, norm_weight, Name, MLC_PREFIX as PREFIX};

@@ -267,7 +267,7 @@ fn run_step(cmd: AlcCmd) -> Result<i32, AlcError> {
                 None => AlcQuantizeParams { group_size, ..AlcQuantizeParams::default() },
             };
             let start = std::time::Instant::now();
-            let r = alc::with_checkpoint(&source, |c| alc::quantize::quantize(c, &params, &out).map_err(AlcError::from))?;
+            let r = alc::with_checkpoint(&source, |c| alc::quantize::run(c, &params, &out).map_err(AlcError::from))?;
             let secs = start.elapsed().as_secs_f64();
             eprintln!("quantized {} params to {} ({} records, {} shards, {:.3} bits/param) in {secs:.1} s", r.source_params, out.display(), r.records, r.shards, r.bits_per_param);
             if let Some(path) = report {

@@ -223,7 +223,7 @@ fn concurrent_fetches_of_one_source_download_once() {
 
 #[test]
 fn an_entry_lock_excludes_other_holders_until_dropped() {
-    let (dir, store) = scratch();
+    let (_dir, store) = scratch();
     let key = sha(b"x");
     let held = store.lock_entry(&key).expect("lock");
     let path = store.root().join("locks").join(format!("{key}.lock"));
