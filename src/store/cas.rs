@@ -116,14 +116,22 @@ impl Store {
     /// dropped: a second process fetching the same source waits here, then
     /// finds the blob the first one adopted instead of sharing its partial
     /// download. An OS file lock, so it is released when a holder dies
-    /// (kill -9 included) and never goes stale.
+    /// (kill -9 included) and never goes stale; the lock file is removed
+    /// when the guard drops, so the store keeps nothing but its blobs.
     pub(crate) fn lock_entry(&self, sha256: &str) -> Result<EntryLock> {
-        let dir = self.root.join("locks");
-        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-        let path = dir.join(format!("{sha256}.lock"));
-        let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err("open lock", &path))?;
-        file.lock().map_err(io_err("lock", &path))?;
-        Ok(EntryLock { _file: file })
+        use std::os::unix::fs::MetadataExt;
+        let path = self.tmp_dir().join(format!("{sha256}.lock"));
+        loop {
+            let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err("open lock", &path))?;
+            file.lock().map_err(io_err("lock", &path))?;
+            // The previous holder may have removed the file between our open
+            // and our lock: the lock counts only on the file the path names.
+            let held = file.metadata().map_err(io_err("stat lock", &path))?;
+            match fs::metadata(&path) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(EntryLock { file, path }),
+                _ => continue,
+            }
+        }
     }
 
     /// Where a resumable download keyed by `key` accumulates.
@@ -139,7 +147,17 @@ impl Store {
 /// An exclusive, inter-process lock on one store entry ([`Store::lock_entry`]).
 #[derive(Debug)]
 pub(crate) struct EntryLock {
-    _file: File,
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for EntryLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so a waiter that then locks the
+        // removed file sees that the path names another file and retries.
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
 }
 
 fn root_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {

@@ -222,13 +222,18 @@ fn concurrent_fetches_of_one_source_download_once() {
 }
 
 #[test]
-fn an_entry_lock_excludes_other_holders_until_dropped() {
+fn an_entry_lock_excludes_other_holders_until_dropped_and_leaves_nothing() {
     let (_dir, store) = scratch();
     let key = sha(b"x");
     let held = store.lock_entry(&key).expect("lock");
-    let path = store.root().join("locks").join(format!("{key}.lock"));
+    let path = store.root().join("tmp").join(format!("{key}.lock"));
     let other = fs::OpenOptions::new().write(true).open(&path).expect("open");
     assert!(matches!(other.try_lock(), Err(fs::TryLockError::WouldBlock)));
+    let waiter = std::thread::spawn({
+        let store = store.clone();
+        move || drop(store.lock_entry(&key).expect("lock after the first holder"))
+    });
     drop(held);
-    other.try_lock().expect("free once dropped");
+    waiter.join().expect("waiter");
+    assert_eq!(list_files(store.root()), Vec::<String>::new());
 }
