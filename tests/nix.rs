@@ -273,7 +273,7 @@ fn root_flake_parses_and_its_lock_matches_its_inputs() {
         return;
     }
     let mut files = vec![repo().join("flake.nix"), repo().join("tests/nix/flake.nix")];
-    for dir in ["rules", "toolchains"] {
+    for dir in ["rules", "toolchains", "tests/nix/stub-nixpkgs", "tests/nix/stub-rust-overlay"] {
         for e in std::fs::read_dir(repo().join(dir)).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "nix") {
