@@ -52,21 +52,21 @@ fn a_declaration_that_cannot_be_planned_is_refused_naming_the_target() {
     let decl = std::fs::read_to_string(repo().join("rules/targets.toml")).unwrap();
     let d = tempfile::tempdir().unwrap();
     let cases = [
-        ("bad-source", "rule = \"aon\"\ndescription = \"\"\nmodel = [\"no-such-source\"]\nintents = \"voice-intents\"\nartifact = \"m.onnx\"\nconvert = { classes = 2 }\n", "uses unknown source \"no-such-source\""),
+        ("bad-source", "rule = \"aon\"\ndescription = \"\"\nmodel = [\"no-such-source\"]\nintents = \"voice-intents\"\nartifact = \"m.onnx\"\nconvert = { classes = 2, pooling = \"mean-normalized\" }\n", "uses unknown source \"no-such-source\""),
         ("bad-rule", "rule = \"bazel\"\nmodel = [\"albert-tiny\"]\n", "bazel"),
         (
             "bad-field",
-            "rule = \"aon\"\ndescription = \"\"\nmodel = [\"albert-tiny\"]\nintents = \"voice-intents\"\nartifact = \"m.onnx\"\nconvert = { classes = 2 }\nquantise = {}\n",
+            "rule = \"aon\"\ndescription = \"\"\nmodel = [\"albert-tiny\"]\nintents = \"voice-intents\"\nartifact = \"m.onnx\"\nconvert = { classes = 2, pooling = \"mean-normalized\" }\nquantise = {}\n",
             "quantise",
         ),
         (
             "no-calibration",
-            "rule = \"aon\"\ndescription = \"\"\nmodel = [\"albert-tiny\"]\nintents = \"voice-intents\"\nartifact = \"m.onnx\"\nconvert = { classes = 2 }\nquantize = {}\n",
+            "rule = \"aon\"\ndescription = \"\"\nmodel = [\"albert-tiny\"]\nintents = \"voice-intents\"\nartifact = \"m.onnx\"\nconvert = { classes = 2, pooling = \"mean-normalized\" }\nquantize = {}\n",
             "target no-calibration: INT8 quantization (`quantize`) needs a `calibration` source",
         ),
         (
             "escaping",
-            "rule = \"aon\"\ndescription = \"\"\nmodel = [\"albert-tiny\"]\nintents = \"voice-intents\"\nartifact = \"../../escaped.onnx\"\nconvert = { classes = 2 }\n",
+            "rule = \"aon\"\ndescription = \"\"\nmodel = [\"albert-tiny\"]\nintents = \"voice-intents\"\nartifact = \"../../escaped.onnx\"\nconvert = { classes = 2, pooling = \"mean-normalized\" }\n",
             "target escaping: artifact \"../../escaped.onnx\" must be a plain file name",
         ),
     ];
