@@ -127,10 +127,10 @@ fn declaration_bytes(l: &Loaded) -> Result<Vec<u8>, Box<dyn std::error::Error>> 
 
 fn plan(a: PlanArgs, l: &Loaded) -> Result<i32, Box<dyn std::error::Error>> {
     if a.all {
-        let bytes = plan_file::generate(l, &declaration_bytes(l)?)?;
+        let declaration = declaration_bytes(l)?;
         if let Some(c) = &a.check {
             let committed = std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?;
-            if let Err(at) = plan_file::check(l, &declaration_bytes(l)?, &committed)? {
+            if let Err(at) = plan_file::check(l, &declaration, &committed)? {
                 return Err(format!(
                     "{} is not the plan of {} ({at})\nhelp: run `avac plan --all --out {}` and commit it",
                     c.display(),
@@ -139,11 +139,15 @@ fn plan(a: PlanArgs, l: &Loaded) -> Result<i32, Box<dyn std::error::Error>> {
                 )
                 .into());
             }
-        } else if let Some(o) = &a.out {
-            crate::atomic::write(o, &bytes).map_err(|e| format!("{}: {e}", o.display()))?;
         } else {
-            use std::io::Write;
-            std::io::stdout().write_all(&bytes)?;
+            let bytes = plan_file::generate(l, &declaration)?;
+            match &a.out {
+                Some(o) => crate::atomic::write(o, &bytes).map_err(|e| format!("{}: {e}", o.display()))?,
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&bytes)?
+                }
+            }
         }
         return Ok(0);
     }
