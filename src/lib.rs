@@ -25,13 +25,13 @@
 #![deny(missing_docs)]
 
 pub mod alc;
-pub mod atomic;
 pub mod aon;
+pub mod atomic;
 pub mod audit;
 pub mod cli;
 pub mod declaration;
-pub mod engine;
 pub mod diff;
+pub mod engine;
 pub mod fixtures;
 pub mod formats;
 pub mod graph;

@@ -64,7 +64,22 @@ fn gemma3_270m_target_is_golden_passes_its_gates_and_generates() {
     let (report, timing) = (d.path().join("quantize.json"), d.path().join("timing.json"));
     let s = avac(
         &repo(),
-        &["--threads", "1", "alc", "quantize", "--source", gguf.to_str().unwrap(), "--group-size", "128", "--out", q.to_str().unwrap(), "--report", report.to_str().unwrap(), "--timing", timing.to_str().unwrap()],
+        &[
+            "--threads",
+            "1",
+            "alc",
+            "quantize",
+            "--source",
+            gguf.to_str().unwrap(),
+            "--group-size",
+            "128",
+            "--out",
+            q.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--timing",
+            timing.to_str().unwrap(),
+        ],
     );
     assert!(s.status.success(), "{}", stderr(&s));
     // The report is deterministic (a Nix --check rebuild compares it); the
@@ -79,7 +94,19 @@ fn gemma3_270m_target_is_golden_passes_its_gates_and_generates() {
     std::fs::write(&bd, serde_json::to_vec(&statement["predicate"]["buildDefinition"]).unwrap()).unwrap();
     let s = avac(
         &repo(),
-        &["--threads", "1", "alc", "package", "--dir", q.to_str().unwrap(), "--build-definition", bd.to_str().unwrap(), "--out", t1.to_str().unwrap(), "--zstd"],
+        &[
+            "--threads",
+            "1",
+            "alc",
+            "package",
+            "--dir",
+            q.to_str().unwrap(),
+            "--build-definition",
+            bd.to_str().unwrap(),
+            "--out",
+            t1.to_str().unwrap(),
+            "--zstd",
+        ],
     );
     assert!(s.status.success(), "{}", stderr(&s));
     let golden = golden(TARGET);
@@ -184,7 +211,11 @@ fn hf_index_naming_a_missing_shard_is_refused() {
             "sliding_window": 4, "query_pre_attn_scalar": 16, "max_position_embeddings": 128}"#,
     )
     .unwrap();
-    std::fs::write(m.join("model.safetensors.index.json"), r#"{"metadata": {}, "weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors"}}"#).unwrap();
+    std::fs::write(
+        m.join("model.safetensors.index.json"),
+        r#"{"metadata": {}, "weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
     std::fs::write(m.join("tokenizer.json"), "{}").unwrap();
     let o = avac(d.path(), &["alc", "quantize", "--source", "model", "--out", "pkg"]);
     let e = stderr(&o);
@@ -226,7 +257,8 @@ fn llama_cpp_agrees_with_the_reference_forward_of_the_source() {
     let o = avac(&repo(), &["alc", "score", "--source", gguf.to_str().unwrap(), "--text", text.to_str().unwrap(), "--out", ours.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let theirs = d.path().join("llama.json");
-    let o = std::process::Command::new(&py).arg(repo().join("tests/oracles/llama_cpp_score.py")).arg(&gguf).arg(&ours).arg(&text).arg(&theirs).output().unwrap();
+    let o =
+        std::process::Command::new(&py).arg(repo().join("tests/oracles/llama_cpp_score.py")).arg(&gguf).arg(&ours).arg(&text).arg(&theirs).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let (a, b) = (read_json(&ours), read_json(&theirs));
     let (ta, tb) = (a["argmax"].as_array().unwrap(), b["argmax"].as_array().unwrap());
@@ -306,7 +338,8 @@ fn candle_gemma3_agrees_with_the_reference_forward_on_the_real_model() {
         .collect();
     let n = ids.len() - 1;
     let same = (0..n).filter(|&p| argmax(&ours[p]) == argmax(&theirs[p])).count();
-    let dlp: f64 = (0..n).map(|p| (log_softmax_at(&ours[p], ids[p + 1] as usize) - log_softmax_at(&theirs[p], ids[p + 1] as usize)).abs()).sum::<f64>() / n as f64;
+    let dlp: f64 =
+        (0..n).map(|p| (log_softmax_at(&ours[p], ids[p + 1] as usize) - log_softmax_at(&theirs[p], ids[p + 1] as usize)).abs()).sum::<f64>() / n as f64;
     eprintln!("candle gemma3 f32 vs avac on {n} positions: top-1 {same}/{n}, mean |Δ log p| {dlp:.2e}");
     assert!(same + 1 >= n, "top-1 agreement {same}/{n}");
     assert!(dlp < 1e-3, "mean |Δ log p| {dlp}");

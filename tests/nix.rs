@@ -174,7 +174,8 @@ fn build_and_check(dir: &Path, t: &str) {
     assert_eq!(published, pinned, "the package holds exactly the golden outputs and the provenance statement");
     // The statement names the golden bytes and says Nix ran the steps.
     let st = read_json(&link.join(format!("{artifact}.provenance.json")));
-    let subjects: String = st["subject"].as_array().unwrap().iter().map(|s| format!("{}  {}\n", s["digest"]["sha256"].as_str().unwrap(), s["name"].as_str().unwrap())).collect();
+    let subjects: String =
+        st["subject"].as_array().unwrap().iter().map(|s| format!("{}  {}\n", s["digest"]["sha256"].as_str().unwrap(), s["name"].as_str().unwrap())).collect();
     assert_eq!(subjects, golden(t), "{st}");
     assert_eq!(st["predicate"]["runDetails"]["builder"]["id"], "urn:avac:builder:nix", "{st}");
     // Every derivation of the target (steps, params, sources) rebuilt and compared.
@@ -331,7 +332,8 @@ fn copy_repo(to: &Path) {
             std::fs::copy(from, to).unwrap();
         }
     }
-    for f in ["flake.nix", "flake.lock", "Cargo.toml", "Cargo.lock", "rust-toolchain.toml", "src", "rules", "data", "benches", "tests", "toolchains", "golden"] {
+    for f in ["flake.nix", "flake.lock", "Cargo.toml", "Cargo.lock", "rust-toolchain.toml", "src", "rules", "data", "benches", "tests", "toolchains", "golden"]
+    {
         copy(&repo().join(f), &to.join(f));
     }
 }

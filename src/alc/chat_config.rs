@@ -219,12 +219,17 @@ pub fn parse(bytes: &[u8]) -> Result<ChatConfig, ChatConfigError> {
     let model = Gemma3Config::from_value(text).map_err(|source| ChatConfigError::Model { source })?;
     let eos = match v.get("eos_token_id") {
         None | Some(Value::Null) => vec![],
-        Some(Value::Array(a)) => a.iter().map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| field_err("eos_token_id", format!("bad id {x}")))).collect::<Result<_, _>>()?,
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| field_err("eos_token_id", format!("bad id {x}"))))
+            .collect::<Result<_, _>>()?,
         Some(_) => id(&v, "eos_token_id")?.into_iter().collect(),
     };
     let ids = SpecialIds { bos: id(&v, "bos_token_id")?, eos, pad: id(&v, "pad_token_id")? };
     let tokenizer_files = match v.get("tokenizer_files") {
-        Some(Value::Array(a)) => a.iter().map(|x| x.as_str().map(str::to_string).ok_or_else(|| field_err("tokenizer_files", format!("bad entry {x}")))).collect::<Result<_, _>>()?,
+        Some(Value::Array(a)) => {
+            a.iter().map(|x| x.as_str().map(str::to_string).ok_or_else(|| field_err("tokenizer_files", format!("bad entry {x}")))).collect::<Result<_, _>>()?
+        }
         _ => return Err(field_err("tokenizer_files", "missing")),
     };
     Ok(ChatConfig { model, quantization, ids, tokenizer_files })

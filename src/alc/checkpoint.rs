@@ -82,6 +82,13 @@ impl<'a> GgufCheckpoint<'a> {
         let cfg = gguf::config_from_gguf(g).map_err(at)?;
         let weights = gguf::GgufWeights::new(g)?;
         let t = GgufTokenizer::from_gguf(g).map_err(|e| Gemma3Error::Config { field: "tokenizer.ggml.*".into(), why: e.to_string() })?;
+        // The converter cuts the embedding to the tokenizer's length, so the
+        // two agree in every real file; otherwise ids would index past the
+        // table, or rows would have no token.
+        if t.tokens.len() != cfg.vocab_size {
+            let why = format!("{}: {} tokens, but the embedding token_embd.weight has {} rows", g.file(), t.tokens.len(), cfg.vocab_size);
+            return Err(Gemma3Error::Config { field: "tokenizer.ggml.tokens".into(), why });
+        }
         let ids = SpecialIds { bos: t.bos_token_id, eos: t.eos_token_id.into_iter().collect(), pad: t.pad_token_id };
         Ok(GgufCheckpoint { g, cfg, weights, ids })
     }

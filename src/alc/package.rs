@@ -30,11 +30,12 @@
 //! runs the source and the package.
 
 use super::chat_config::{self, ChatConfig};
+use crate::formats::tokenizer::{Tokenizer, TokenizerError};
 use crate::model::gemma3::names::{self, Field, Kind, Name};
 use crate::model::gemma3::{Gemma3Error, Gemma3Weights};
 use crate::package::elf::{self, Abi};
-use crate::package::{tar, BUILD_DEFINITION_FILE};
 use crate::package::tensor_cache::{self, Dtype, TensorCache};
+use crate::package::{tar, BUILD_DEFINITION_FILE};
 use crate::quant::q4::{self, Q4Tensor};
 use std::path::{Path, PathBuf};
 
@@ -79,6 +80,9 @@ pub enum PackageError {
     /// Tar error.
     #[error(transparent)]
     Tar(#[from] tar::TarError),
+    /// The `tokenizer.json` cannot be loaded (the error names it).
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
     /// Tensor cache error.
     #[error("{path}: {source}")]
     Cache {
@@ -105,17 +109,26 @@ pub enum PackageError {
     },
 }
 
+/// The tokenizer file the runtime and `alc run` encode with.
+const TOKENIZER_JSON: &str = "tokenizer.json";
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PackageError + '_ {
     move |source| PackageError::Io { path: path.to_path_buf(), source }
 }
 
 /// The files of a parameter directory, checked: the chat config, the tensor
-/// cache and its shards, the tokenizer files it lists, nothing else.
-fn dir_files(dir: &Path) -> Result<Vec<String>, PackageError> {
-    let bad = |why: String| PackageError::Dir { dir: dir.to_path_buf(), why };
-    let cache = tensor_cache::verify(dir).map_err(|source| PackageError::Cache { path: dir.display().to_string(), source })?;
-    let chat_bytes = std::fs::read(dir.join(chat_config::FILE)).map_err(io_err(&dir.join(chat_config::FILE)))?;
-    let chat = chat_config::parse(&chat_bytes).map_err(|source| PackageError::ChatConfig { path: dir.display().to_string(), source })?;
+/// cache and its shards, the tokenizer files it lists (`tokenizer.json`
+/// loaded, so a package never carries one that cannot encode), nothing
+/// else. Errors name `shown` (the user's directory or archive), not `dir`.
+fn dir_files(dir: &Path, shown: &Path) -> Result<Vec<String>, PackageError> {
+    let bad = |why: String| PackageError::Dir { dir: shown.to_path_buf(), why };
+    let member_io = |name: &str| {
+        let at = shown.join(name);
+        move |source| PackageError::Io { path: at, source }
+    };
+    let cache = tensor_cache::verify(dir).map_err(|source| PackageError::Cache { path: shown.display().to_string(), source })?;
+    let chat_bytes = std::fs::read(dir.join(chat_config::FILE)).map_err(member_io(chat_config::FILE))?;
+    let chat = chat_config::parse(&chat_bytes).map_err(|source| PackageError::ChatConfig { path: shown.display().to_string(), source })?;
     let mut expected: Vec<String> = vec![chat_config::FILE.into(), tensor_cache::CACHE_FILE.into()];
     expected.extend(cache.records.iter().map(|s| s.data_path.clone()));
     for t in &chat.tokenizer_files {
@@ -125,10 +138,10 @@ fn dir_files(dir: &Path) -> Result<Vec<String>, PackageError> {
         expected.push(t.clone());
     }
     let mut found = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
-        let e = e.map_err(io_err(dir))?;
+    for e in std::fs::read_dir(dir).map_err(member_io(""))? {
+        let e = e.map_err(member_io(""))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if !e.file_type().map_err(io_err(dir))?.is_file() {
+        if !e.file_type().map_err(member_io(&name))?.is_file() {
             return Err(bad(format!("{name} is not a regular file")));
         }
         found.push(name);
@@ -142,6 +155,9 @@ fn dir_files(dir: &Path) -> Result<Vec<String>, PackageError> {
         let missing: Vec<_> = expected.iter().filter(|e| !found.contains(e)).collect();
         let extra: Vec<_> = found.iter().filter(|f| !expected.contains(f)).collect();
         return Err(bad(format!("files do not match the package layout (missing {missing:?}, unexpected {extra:?})")));
+    }
+    if found.iter().any(|f| f == TOKENIZER_JSON) {
+        Tokenizer::load_as(&dir.join(TOKENIZER_JSON), shown.join(TOKENIZER_JSON).display().to_string())?;
     }
     Ok(found)
 }
@@ -159,14 +175,15 @@ pub fn assemble(
     options: &tar::Options,
     zstd: bool,
 ) -> Result<(tar::Written, Option<tar::Written>), PackageError> {
-    let files = dir_files(dir)?;
+    let files = dir_files(dir, dir)?;
     if files.iter().any(|f| f == BUILD_DEFINITION_FILE) {
         return Err(PackageError::Dir { dir: dir.to_path_buf(), why: format!("{BUILD_DEFINITION_FILE} belongs to the package, not the parameter directory") });
     }
     let mut inputs: Vec<tar::Input> = files.iter().map(|f| tar::Input { path: f.clone(), source: tar::Source::File(dir.join(f)), executable: false }).collect();
     if let Some(d) = definition {
         let bytes = std::fs::read(d).map_err(io_err(d))?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| PackageError::Dir { dir: d.to_path_buf(), why: format!("not a JSON build definition: {e}") })?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| PackageError::Dir { dir: d.to_path_buf(), why: format!("not a JSON build definition: {e}") })?;
         if !v.is_object() {
             return Err(PackageError::Dir { dir: d.to_path_buf(), why: "a build definition is a JSON object".into() });
         }
@@ -238,22 +255,18 @@ impl Package {
                 (params.path().to_path_buf(), Some(params), libs)
             }
         };
-        dir_files(&dir).map_err(|e| match e {
-            PackageError::Dir { why, .. } => PackageError::Dir { dir: path.to_path_buf(), why },
-            other => other,
-        })?;
+        dir_files(&dir, path)?;
         let model = |source| PackageError::ChatConfig { path: display.clone(), source };
-        let chat = chat_config::parse(&std::fs::read(dir.join(chat_config::FILE)).map_err(io_err(&dir))?).map_err(model)?;
+        let chat = chat_config::parse(&std::fs::read(dir.join(chat_config::FILE)).map_err(io_err(&path.join(chat_config::FILE)))?).map_err(model)?;
         let cache = TensorCache::read(&dir).map_err(|source| PackageError::Cache { path: display.clone(), source })?;
         let definition = dir.join(BUILD_DEFINITION_FILE);
-        let build_definition = if definition.is_file() { Some(std::fs::read(&definition).map_err(io_err(&definition))?) } else { None };
+        let build_definition = if definition.is_file() { Some(std::fs::read(&definition).map_err(io_err(&path.join(BUILD_DEFINITION_FILE)))?) } else { None };
         Ok(Package { dir, _extracted: extracted, display, chat, cache, libs, build_definition })
     }
 
     /// The tokenizer the package ships.
-    pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer, PackageError> {
-        let p = self.dir.join("tokenizer.json");
-        tokenizers::Tokenizer::from_file(&p).map_err(|e| PackageError::Dir { dir: PathBuf::from(&self.display), why: format!("tokenizer.json: {e}") })
+    pub fn tokenizer(&self) -> Result<Tokenizer, PackageError> {
+        Ok(Tokenizer::load_as(&self.dir.join(TOKENIZER_JSON), format!("{}/{TOKENIZER_JSON}", self.display))?)
     }
 
     fn stored(&self, name: &str, dtype: Dtype) -> Result<(Vec<usize>, Vec<u8>), Gemma3Error> {

@@ -288,7 +288,8 @@ fn samples(model: &Gemma3, name: &str, tok: &tokenizers::Tokenizer, p: &AlcValid
 /// Validates `pkg` against `source` on `text`.
 pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text: &str, p: &AlcValidateParams) -> Result<ValidationReport, ValidateError> {
     let tok = pkg.tokenizer()?;
-    let ids = encode(&tok, text, || "encoding the validation text".into())?;
+    let tok = tok.hf();
+    let ids = encode(tok, text, || "encoding the validation text".into())?;
     if ids.len() < p.min_tokens {
         return Err(ValidateError::TextTooShort { tokens: ids.len(), min: p.min_tokens });
     }
@@ -319,10 +320,8 @@ pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text:
         source_model.forward(chunk, &mut cs, &mut |i, l| ls[(i - start) * vocab..(i - start + 1) * vocab].copy_from_slice(l)).map_err(src_err)?;
         package_model.forward(chunk, &mut cp, &mut |i, l| lpk[(i - start) * vocab..(i - start + 1) * vocab].copy_from_slice(l)).map_err(pkg_err)?;
         let n = chunk.len().min(ids.len() - 1 - start);
-        let got: Vec<Pos> = (0..n)
-            .into_par_iter()
-            .map(|r| compare(&ls[r * vocab..(r + 1) * vocab], &lpk[r * vocab..(r + 1) * vocab], ids[start + r + 1] as usize))
-            .collect();
+        let got: Vec<Pos> =
+            (0..n).into_par_iter().map(|r| compare(&ls[r * vocab..(r + 1) * vocab], &lpk[r * vocab..(r + 1) * vocab], ids[start + r + 1] as usize)).collect();
         pos.extend(got);
     }
     let compare_secs = t.elapsed().as_secs_f64();
@@ -362,7 +361,13 @@ pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text:
         perplexity: Perplexity { source: ppl_src, package: ppl_pkg, ratio },
         top1_agreement: agreement,
         kl: Kl { mean: mean_kl, max: kl_max },
-        gates: Gates { max_ppl_ratio: p.max_ppl_ratio, min_top1_agreement: p.min_top1_agreement, max_mean_kl: p.max_mean_kl, passed: failures.is_empty(), failures },
+        gates: Gates {
+            max_ppl_ratio: p.max_ppl_ratio,
+            min_top1_agreement: p.min_top1_agreement,
+            max_mean_kl: p.max_mean_kl,
+            passed: failures.is_empty(),
+            failures,
+        },
         samples: Samples { package: pkg_samples, source: src_samples },
         timing_not_deterministic: Timing {
             package_load_s: load_pkg,

@@ -19,9 +19,9 @@
 //!    recording other digests: the statement was altered.
 
 use crate::declaration::Loaded;
-use crate::provenance::{self, ProvenanceError, Statement};
 use crate::engine::runner::{self, BuildError, BuildOptions};
 use crate::package::{tar, BUILD_DEFINITION_FILE};
+use crate::provenance::{self, ProvenanceError, Statement};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -236,7 +236,10 @@ pub fn audit(artifact: &Path, current: Option<&Loaded>, o: &AuditOptions) -> Res
     let given_sha = crate::store::hash_file(artifact).map_err(|e| AuditError::Artifact { path: artifact.to_path_buf(), why: e.to_string() })?.0;
     let embedded = embedded_definition(artifact)?;
     let embedded_value = match &embedded {
-        Some((b, from)) => Some(serde_json::from_slice::<serde_json::Value>(b).map_err(|e| ProvenanceError::Invalid { file: format!("{display}: {from}"), why: format!("not JSON: {e}") })?),
+        Some((b, from)) => Some(
+            serde_json::from_slice::<serde_json::Value>(b)
+                .map_err(|e| ProvenanceError::Invalid { file: format!("{display}: {from}"), why: format!("not JSON: {e}") })?,
+        ),
         None => None,
     };
     let beside = artifact.with_file_name(format!("{name}.provenance.json"));
@@ -258,7 +261,11 @@ pub fn audit(artifact: &Path, current: Option<&Loaded>, o: &AuditOptions) -> Res
             let plan = crate::engine::plan(l, t)?;
             (plan.definition, format!("target {t} of {}", l.path.display()), l.path.display().to_string())
         }
-        (None, Some(s), _) => (s.definition.clone(), statement_path.as_ref().expect("read above").display().to_string(), statement_path.as_ref().expect("read above").display().to_string()),
+        (None, Some(s), _) => (
+            s.definition.clone(),
+            statement_path.as_ref().expect("read above").display().to_string(),
+            statement_path.as_ref().expect("read above").display().to_string(),
+        ),
         (None, None, Some(v)) => {
             let (_, from) = embedded.as_ref().expect("parsed above");
             (v.clone(), from.clone(), format!("{display} ({from})"))
@@ -287,7 +294,13 @@ pub fn audit(artifact: &Path, current: Option<&Loaded>, o: &AuditOptions) -> Res
             } else {
                 report.verdict = Verdict::ProvenanceMismatch;
                 report.mismatch = diffs.iter().map(|d| format!("build definition field {d} (artifact → provenance)")).collect();
-                report.mismatch.insert(0, format!("the provenance's build definition (sha256 {definition_sha256}) is not the one the artifact carries (sha256 {})", provenance::digest(e)));
+                report.mismatch.insert(
+                    0,
+                    format!(
+                        "the provenance's build definition (sha256 {definition_sha256}) is not the one the artifact carries (sha256 {})",
+                        provenance::digest(e)
+                    ),
+                );
                 report.notes = notes;
                 return Ok(report);
             }
@@ -361,7 +374,14 @@ pub fn audit(artifact: &Path, current: Option<&Loaded>, o: &AuditOptions) -> Res
             .outputs
             .iter()
             .filter(|c| c.recorded.as_deref() != Some(c.rebuilt.as_str()))
-            .map(|c| format!("the statement records {} for {}, but the artifact and its rebuild are {}", c.recorded.as_deref().unwrap_or("no digest"), c.name, c.rebuilt))
+            .map(|c| {
+                format!(
+                    "the statement records {} for {}, but the artifact and its rebuild are {}",
+                    c.recorded.as_deref().unwrap_or("no digest"),
+                    c.name,
+                    c.rebuilt
+                )
+            })
             .collect();
         Verdict::ProvenanceMismatch
     } else {

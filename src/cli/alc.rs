@@ -1,11 +1,12 @@
 //! `avac alc <step>`: the ALC (Gemma 3) pipeline steps.
 
+use crate::alc;
 use crate::alc::checkpoint::{Checkpoint, CheckpointError};
 use crate::alc::package::{NativeLib, Package, PackageError};
 use crate::alc::quantize::{AlcQuantizeParams, QuantizeError};
 use crate::alc::validate::{AlcValidateParams, ValidateError};
-use crate::alc;
 use crate::atomic;
+use crate::formats::tokenizer::Tokenizer;
 use crate::model::gemma3::{Gemma3, Gemma3Error};
 use crate::package::elf::{Abi, ElfError};
 use crate::package::tar::{self, TarError};
@@ -239,8 +240,9 @@ fn tokenizer_json(c: &dyn Checkpoint) -> Result<Vec<u8>, AlcError> {
 }
 
 /// A checkpoint's tokenizer and model.
-fn checkpoint_model(c: &dyn Checkpoint) -> Result<(tokenizers::Tokenizer, Gemma3), AlcError> {
-    let tok = tokenizers::Tokenizer::from_bytes(tokenizer_json(c)?).map_err(|e| AlcError::Tokenizer { model: c.display().to_string(), why: e.to_string() })?;
+fn checkpoint_model(c: &dyn Checkpoint) -> Result<(Tokenizer, Gemma3), AlcError> {
+    let tok =
+        Tokenizer::from_bytes("tokenizer.json", tokenizer_json(c)?).map_err(|e| AlcError::Tokenizer { model: c.display().to_string(), why: e.to_string() })?;
     let model = Gemma3::load(c.config(), c).map_err(|source| AlcError::Model { model: c.display().to_string(), source })?;
     Ok((tok, model))
 }
@@ -269,7 +271,14 @@ fn run_step(cmd: AlcCmd) -> Result<i32, AlcError> {
             let start = std::time::Instant::now();
             let r = alc::with_checkpoint(&source, |c| alc::quantize::run(c, &params, &out).map_err(AlcError::from))?;
             let secs = start.elapsed().as_secs_f64();
-            eprintln!("quantized {} params to {} ({} records, {} shards, {:.3} bits/param) in {secs:.1} s", r.source_params, out.display(), r.records, r.shards, r.bits_per_param);
+            eprintln!(
+                "quantized {} params to {} ({} records, {} shards, {:.3} bits/param) in {secs:.1} s",
+                r.source_params,
+                out.display(),
+                r.records,
+                r.shards,
+                r.bits_per_param
+            );
             if let Some(path) = report {
                 write_json(&path, &r)?;
             }
@@ -303,7 +312,8 @@ fn run_step(cmd: AlcCmd) -> Result<i32, AlcError> {
             };
             let text = std::fs::read_to_string(&text).map_err(io_err(&text))?;
             let pkg = Package::open(&package)?;
-            let r = alc::with_checkpoint(&source, |c| alc::validate::validate(&pkg, &package.display().to_string(), c, &text, &params).map_err(AlcError::from))?;
+            let r =
+                alc::with_checkpoint(&source, |c| alc::validate::validate(&pkg, &package.display().to_string(), c, &text, &params).map_err(AlcError::from))?;
             write_json(&report, &r)?;
             eprintln!(
                 "perplexity {:.4} (source {:.4}, ratio {:.4}), top-1 agreement {:.4}, mean KL {:.5}",
@@ -330,11 +340,11 @@ fn run_step(cmd: AlcCmd) -> Result<i32, AlcError> {
             match (package, source) {
                 (Some(p), _) => {
                     let pkg = Package::open(&p)?;
-                    score(&package_model(&pkg, &p)?, &p.display().to_string(), &pkg.tokenizer()?)?;
+                    score(&package_model(&pkg, &p)?, &p.display().to_string(), pkg.tokenizer()?.hf())?;
                 }
                 (None, Some(s)) => alc::with_checkpoint(&s, |c| {
                     let (tok, model) = checkpoint_model(c)?;
-                    score(&model, c.display(), &tok)
+                    score(&model, c.display(), tok.hf())
                 })?,
                 (None, None) => return Err(AlcError::NoModel),
             }
@@ -343,13 +353,13 @@ fn run_step(cmd: AlcCmd) -> Result<i32, AlcError> {
         AlcCmd::Run { package, source, prompt, max_new } => match (package, source) {
             (Some(p), _) => {
                 let pkg = Package::open(&p)?;
-                generate(&package_model(&pkg, &p)?, &p.display().to_string(), &pkg.tokenizer()?, &pkg.chat.ids.eos, &prompt, max_new)?;
+                generate(&package_model(&pkg, &p)?, &p.display().to_string(), pkg.tokenizer()?.hf(), &pkg.chat.ids.eos, &prompt, max_new)?;
                 Ok(0)
             }
             (None, Some(s)) => {
                 alc::with_checkpoint(&s, |c| {
                     let (tok, model) = checkpoint_model(c)?;
-                    generate(&model, c.display(), &tok, &c.special_ids().eos, &prompt, max_new)
+                    generate(&model, c.display(), tok.hf(), &c.special_ids().eos, &prompt, max_new)
                 })?;
                 Ok(0)
             }

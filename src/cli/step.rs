@@ -1,8 +1,8 @@
 //! `avac build-step …`: the pieces of `avac build` the Nix rules run as
 //! derivations (see `crate::engine::actions` and `rules/README.md`).
 
-use crate::engine::actions::{self as step, Exec};
 use crate::declaration::Loaded;
+use crate::engine::actions::{self as step, Exec};
 use clap::Subcommand;
 use std::path::PathBuf;
 

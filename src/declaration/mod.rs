@@ -27,11 +27,11 @@
 //! validate = { max_ppl_ratio = 3.5, min_top1_agreement = 0.4 }
 //! ```
 
+use crate::alc::quantize::AlcQuantizeParams;
+use crate::alc::validate::AlcValidateParams;
 use crate::aon::convert::AonConvertParams;
 use crate::aon::quantize::AonQuantizeParams;
 use crate::aon::validate::AonValidateParams;
-use crate::alc::quantize::AlcQuantizeParams;
-use crate::alc::validate::AlcValidateParams;
 use crate::store::Source;
 
 pub mod check;

@@ -264,7 +264,11 @@ fn plan_aon(l: &Loaded, target: &AonTarget) -> Plan {
     }
     let mut steps = vec![
         convert.step,
-        StepBuilder::new("export", &["aon", "export"]).from("--classifier", "convert", "work/classifier").param("--metadata", AON_METADATA).writes("--out", "work/model.onnx").step,
+        StepBuilder::new("export", &["aon", "export"])
+            .from("--classifier", "convert", "work/classifier")
+            .param("--metadata", AON_METADATA)
+            .writes("--out", "work/model.onnx")
+            .step,
         StepBuilder::new("optimize", &["aon", "optimize"])
             .from("--in", "export", "work/model.onnx")
             .writes("--out", "work/model.opt.onnx")
@@ -350,12 +354,10 @@ fn plan_alc(l: &Loaded, target: &AlcTarget) -> Plan {
     if target.package.zstd {
         package = package.flag("--zstd").produces(&format!("{package_out}.zst"));
     }
-    let validate = with_model(
-        StepBuilder::new("validate", &["alc", "validate"]).from("--package", "package", &package_out).arg("--source", &model),
-    )
-    .read("--text", &single(l, &target.text, "in/text"), source(&target.text, "in/text"))
-    .param("--params", validate_p)
-    .writes("--report", "work/validation.json");
+    let validate = with_model(StepBuilder::new("validate", &["alc", "validate"]).from("--package", "package", &package_out).arg("--source", &model))
+        .read("--text", &single(l, &target.text, "in/text"), source(&target.text, "in/text"))
+        .param("--params", validate_p)
+        .writes("--report", "work/validation.json");
 
     let mut publish = vec![out("package", &package_out, a, true)];
     if target.package.zstd {

@@ -262,15 +262,21 @@ pub fn recorded(definition: &Value, file: &str, repo_root: Option<PathBuf>) -> R
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad("buildDefinition.externalParameters.target is missing".into()))?
         .to_string();
-    let mut declaration = definition.pointer("/externalParameters/declaration").cloned().ok_or_else(|| bad("externalParameters.declaration is missing".into()))?;
+    let mut declaration =
+        definition.pointer("/externalParameters/declaration").cloned().ok_or_else(|| bad("externalParameters.declaration is missing".into()))?;
     if let Value::Object(m) = &mut declaration {
         m.insert("description".into(), json!(format!("recorded in {file}")));
     }
     let avac_version = definition.pointer("/internalParameters/avac_version").and_then(Value::as_str).unwrap_or("").to_string();
     let mut sources = Map::new();
-    for (i, d) in definition.get("resolvedDependencies").and_then(Value::as_array).ok_or_else(|| bad("resolvedDependencies is missing".into()))?.iter().enumerate() {
+    for (i, d) in
+        definition.get("resolvedDependencies").and_then(Value::as_array).ok_or_else(|| bad("resolvedDependencies is missing".into()))?.iter().enumerate()
+    {
         let name = d.get("name").and_then(Value::as_str).ok_or_else(|| bad(format!("resolvedDependencies[{i}] has no name")))?;
-        let decl = d.pointer("/annotations/avac.source").cloned().ok_or_else(|| bad(format!("resolvedDependencies[{i}] ({name}) has no annotations.\"avac.source\"")))?;
+        let decl = d
+            .pointer("/annotations/avac.source")
+            .cloned()
+            .ok_or_else(|| bad(format!("resolvedDependencies[{i}] ({name}) has no annotations.\"avac.source\"")))?;
         let pinned = decl.get("sha256").and_then(Value::as_str);
         let digest = d.pointer("/digest/sha256").and_then(Value::as_str);
         if pinned != digest {

@@ -293,7 +293,6 @@ mod tests {
         assert_eq!(quantize_int8_per_tensor("w", &[]).unwrap(), (vec![], 1.0));
     }
 
-
     #[test]
     fn degenerate_ranges() {
         let zero = QuantParams::uint8_asymmetric(Range { min: 0.0, max: 0.0 });

@@ -7,7 +7,7 @@
 //! New nodes are named `quant/<value>/<Op>` and new values `<value>.<role>`,
 //! so a reader of the INT8 graph can find the FP32 tensor each came from.
 
-use super::{Mode, QuantizeError, AonQuantizeParams, QuantizeReport, Selection};
+use super::{AonQuantizeParams, Mode, QuantizeError, QuantizeReport, Selection};
 use crate::graph::{Attr, DType, Model, Node, Tensor};
 use crate::quant::int8::{self, QuantParams, Range};
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,7 +82,12 @@ struct Edits {
     replace: BTreeMap<usize, Vec<Node>>,
 }
 
-pub(super) fn rewrite(fp32: &Model, sel: &Selection, ranges: &BTreeMap<String, Range>, p: &AonQuantizeParams) -> Result<(Model, QuantizeReport), QuantizeError> {
+pub(super) fn rewrite(
+    fp32: &Model,
+    sel: &Selection,
+    ranges: &BTreeMap<String, Range>,
+    p: &AonQuantizeParams,
+) -> Result<(Model, QuantizeReport), QuantizeError> {
     let mut m = fp32.clone();
     let nodes = &fp32.graph.nodes;
     let mut r = QuantizeReport { mode: p.mode, ..Default::default() };

@@ -8,7 +8,7 @@
 //! tract, and runs both graphs on the first test utterances to report the
 //! error each layer adds (at every LayerNormalization output, then the logits).
 
-use super::{accuracy, compare, TractModel, ValidateError, AonValidateParams, ValidateReport};
+use super::{accuracy, compare, AonValidateParams, TractModel, ValidateError, ValidateReport};
 use crate::graph::eval::{Evaluator, Value};
 use crate::graph::{DType, Model};
 use serde::{Deserialize, Serialize};

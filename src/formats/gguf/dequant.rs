@@ -38,7 +38,8 @@ use super::types::GgmlType;
 
 /// Types [`GgufFile::dequantize`](super::GgufFile::dequantize) supports; any
 /// other is a [`GgufError::UnsupportedType`](super::GgufError::UnsupportedType).
-pub const SUPPORTED: [GgmlType; 8] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K];
+pub const SUPPORTED: [GgmlType; 8] =
+    [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K];
 
 pub use crate::kernels::half::{bf16_to_f32, f16_to_f32};
 

@@ -97,6 +97,12 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::GgufTokenizer;
+use crate::formats::tokenizer::{MAX_PIECE_BYTES, MAX_VOCAB};
+
+/// Most bytes [`derive_merges`] may scan: the sum over tokens of their
+/// length squared (every split of a token hashes both halves). About 40
+/// times Gemma 3's, and about a second of work.
+pub const MAX_MERGE_SCAN: u64 = 1 << 30;
 
 /// A GGUF tokenizer that cannot be expressed as a `tokenizer.json`, or a check that failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +114,46 @@ pub enum HfTokenizerError {
         file: String,
         /// The model found.
         model: String,
+    },
+
+    /// More tokens than a `tokenizer.json` may hold ([`MAX_VOCAB`]).
+    #[error("{file}: tokenizer.ggml.tokens has {n} tokens, more than the {max} accepted")]
+    TooManyTokens {
+        /// The file.
+        file: String,
+        /// Tokens found.
+        n: usize,
+        /// The cap.
+        max: usize,
+    },
+
+    /// A token longer than a `tokenizer.json` piece may be ([`MAX_PIECE_BYTES`]).
+    #[error("{file}: token {id} is {len} bytes long, more than the {max} accepted for one piece")]
+    TokenTooLong {
+        /// The file.
+        file: String,
+        /// Its id.
+        id: u32,
+        /// Its length in bytes.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+
+    /// Deriving merges tries every split of every token, whose cost grows
+    /// with the square of each token's length; the total is capped at
+    /// [`MAX_MERGE_SCAN`] so a hostile vocabulary cannot stall the build.
+    #[error(
+        "{file}: deriving merges would scan {scan} bytes (the sum of each token's length squared), more than the {max} accepted; \
+         real SentencePiece vocabularies hold short pieces (Gemma 3's 262,144 tokens: 26.5 million)"
+    )]
+    MergeScanTooLarge {
+        /// The file.
+        file: String,
+        /// Sum over tokens of their length in bytes, squared.
+        scan: u64,
+        /// The cap.
+        max: u64,
     },
 
     /// No `tokenizer.ggml.scores`, which rank the merges.
@@ -291,6 +337,19 @@ fn check<'a>(t: &GgufTokenizer<'a>, file: &str) -> Result<Checked<'a>> {
         if tt.len() != n {
             return Err(HfTokenizerError::Length { file: f(), key: "tokenizer.ggml.token_type", len: tt.len(), expected: n });
         }
+    }
+    if n > MAX_VOCAB {
+        return Err(HfTokenizerError::TooManyTokens { file: f(), n, max: MAX_VOCAB });
+    }
+    let mut scan = 0u64;
+    for (i, token) in tokens.iter().enumerate() {
+        if token.len() > MAX_PIECE_BYTES {
+            return Err(HfTokenizerError::TokenTooLong { file: f(), id: i as u32, len: token.len(), max: MAX_PIECE_BYTES });
+        }
+        scan += (token.len() as u64).pow(2);
+    }
+    if scan > MAX_MERGE_SCAN {
+        return Err(HfTokenizerError::MergeScanTooLarge { file: f(), scan, max: MAX_MERGE_SCAN });
     }
     let mut ids = HashMap::with_capacity(n);
     let mut types = Vec::with_capacity(n);
@@ -525,9 +584,11 @@ fn decoder(add_space_prefix: bool) -> Value {
 /// text encodes (special tokens added) to its ids; `file` names the
 /// tokenizer in errors.
 pub fn check_encoding(tokenizer_json: &[u8], file: &str, cases: &[(&str, &[u32])]) -> Result<()> {
-    let tok = tokenizers::Tokenizer::from_bytes(tokenizer_json).map_err(|e| HfTokenizerError::Load { file: file.to_string(), message: e.to_string() })?;
+    let tok = crate::formats::tokenizer::Tokenizer::from_bytes(file, tokenizer_json.to_vec())
+        .map_err(|e| HfTokenizerError::Load { file: file.to_string(), message: e.to_string() })?;
     for (text, expected) in cases {
-        let enc = tok.encode(*text, true).map_err(|e| HfTokenizerError::Encode { file: file.to_string(), text: text.to_string(), message: e.to_string() })?;
+        let enc =
+            tok.hf().encode(*text, true).map_err(|e| HfTokenizerError::Encode { file: file.to_string(), text: text.to_string(), message: e.to_string() })?;
         if enc.get_ids() != *expected {
             return Err(HfTokenizerError::Mismatch {
                 file: file.to_string(),
@@ -795,6 +856,33 @@ mod tests {
         let mut d = spec(PIECES);
         d.tokens[270] = String::new();
         assert_eq!(err(&tok(&d)), "t.gguf: token 270 is the empty string");
+    }
+
+    #[test]
+    fn hostile_vocabularies_are_refused_before_the_quadratic_merge_scan() {
+        let err = |s: &Spec| to_tokenizer_json(&tok(s), "t.gguf").unwrap_err().to_string();
+        // One megabyte-long token used to take over 30 s.
+        let mut d = spec(PIECES);
+        d.tokens[270] = "x".repeat(1 << 20);
+        assert_eq!(err(&d), format!("t.gguf: token 270 is 1048576 bytes long, more than the {MAX_PIECE_BYTES} accepted for one piece"));
+        // Many tokens at the piece limit: each is short enough, the sum is not.
+        let mut d = spec(PIECES);
+        let n = (MAX_MERGE_SCAN / (MAX_PIECE_BYTES as u64).pow(2)) as usize + 1;
+        for i in 0..n {
+            d.tokens.push(format!("{i:0>width$}", width = MAX_PIECE_BYTES));
+            d.scores.push(-20.0);
+            d.types.push(1);
+        }
+        assert!(err(&d).contains("deriving merges would scan"), "{}", err(&d));
+        // Just under the budget it converts (the worst case that is accepted).
+        for _ in 0..2 {
+            d.tokens.pop();
+            d.scores.pop();
+            d.types.pop();
+        }
+        let t = std::time::Instant::now();
+        derive_merges(&tok(&d), "t.gguf").unwrap();
+        eprintln!("merge scan at the budget ({} tokens of {MAX_PIECE_BYTES} bytes): {:?}", d.tokens.len(), t.elapsed());
     }
 
     /// The Gemma 3 270M GGUF against ids recorded from llama.cpp (the

@@ -205,7 +205,10 @@ fn reading_from_disk_equals_parsing_in_memory_and_header_prefixes_grow() {
     // must give the same metadata, tensors and bytes as the parsed copy.
     let tokens: Vec<String> = (0..5000).map(|i| format!("token-{i}")).collect();
     let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-    let bytes = Builder::new().kv_str_array("tokenizer.ggml.tokens", &refs).tensor("t", &[4], GgmlType::F32, &[0u8, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64]).build();
+    let bytes = Builder::new()
+        .kv_str_array("tokenizer.ggml.tokens", &refs)
+        .tensor("t", &[4], GgmlType::F32, &[0u8, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64])
+        .build();
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("x.gguf");
     std::fs::write(&p, &bytes).unwrap();

@@ -24,6 +24,20 @@ use serde_json::Value;
 
 use super::Gemma3Error;
 
+/// Upper bounds on the dimensions, checked before anything is allocated
+/// from them: far above every Gemma 3 (27B: 62 layers, width 5376, MLP
+/// 21504, 32 heads of 128, 262,144 tokens, 131,072 positions), low enough
+/// that a hostile config cannot ask for terabytes.
+pub const MAX_LAYERS: usize = 1024;
+/// See [`MAX_LAYERS`]: `hidden_size`, `intermediate_size`.
+pub const MAX_WIDTH: usize = 1 << 18;
+/// See [`MAX_LAYERS`]: `num_attention_heads`, `num_key_value_heads`, `head_dim`.
+pub const MAX_HEADS: usize = 1 << 12;
+/// See [`MAX_LAYERS`]: `vocab_size`.
+pub const MAX_VOCAB: usize = crate::formats::tokenizer::MAX_VOCAB;
+/// See [`MAX_LAYERS`]: `max_position_embeddings`, `sliding_window`.
+pub const MAX_POSITIONS: usize = 1 << 24;
+
 /// Whether a layer attends to a sliding window or to the whole prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerType {
@@ -106,21 +120,20 @@ impl Gemma3Config {
 
     /// Checks the relations between fields that the forward relies on.
     pub fn validate(&self) -> Result<(), Gemma3Error> {
-        let positive = [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.num_key_value_heads),
-            ("head_dim", self.head_dim),
-            ("sliding_window", self.sliding_window),
-            ("sliding_window_pattern", self.sliding_window_pattern),
+        let bounded = [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_WIDTH),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("num_key_value_heads", self.num_key_value_heads, MAX_HEADS),
+            ("head_dim", self.head_dim, MAX_HEADS),
+            ("sliding_window", self.sliding_window, MAX_POSITIONS),
+            ("sliding_window_pattern", self.sliding_window_pattern, MAX_LAYERS),
+            ("max_position_embeddings", self.max_position_embeddings, MAX_POSITIONS),
         ];
-        for (field, n) in positive {
-            if n == 0 {
-                return Err(bad(field, "must be positive".into()));
-            }
+        for (field, n, max) in bounded {
+            in_range(field, n, max)?;
         }
         if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return Err(bad("num_key_value_heads", format!("{} does not divide num_attention_heads {}", self.num_key_value_heads, self.num_attention_heads)));
@@ -156,6 +169,26 @@ impl TryFrom<Value> for Gemma3Config {
     fn try_from(v: Value) -> Result<Self, Gemma3Error> {
         Self::from_value(&v)
     }
+}
+
+/// `n` in `1..=max`, or an error naming `field`.
+fn in_range(field: &str, n: usize, max: usize) -> Result<(), Gemma3Error> {
+    if n == 0 {
+        return Err(bad(field, "must be positive".into()));
+    }
+    if n > max {
+        return Err(bad(field, format!("{n} is more than the {max} accepted")));
+    }
+    Ok(())
+}
+
+/// The layer kinds of `n` layers where every `pattern`-th is global
+/// (`Gemma3TextConfig.__init__`, llama.cpp's `set_swa_pattern`); `n` and
+/// `pattern` are bounded first, under the names `fields` gives them.
+pub(super) fn layers_from_pattern(n: usize, pattern: usize, fields: [&str; 2]) -> Result<Vec<LayerType>, Gemma3Error> {
+    in_range(fields[0], n, MAX_LAYERS)?;
+    in_range(fields[1], pattern, MAX_LAYERS)?;
+    Ok((0..n).map(|i| if (i + 1) % pattern == 0 { LayerType::FullAttention } else { LayerType::SlidingAttention }).collect())
 }
 
 fn missing(field: &str) -> Gemma3Error {
@@ -212,11 +245,9 @@ fn parse_text(o: &Value) -> Result<Gemma3Config, Gemma3Error> {
         Some(p) => p,
         None => opt_usize(o, "_sliding_window_pattern")?.unwrap_or(6),
     };
-    if pattern == 0 {
-        return Err(bad("sliding_window_pattern", "must be positive".into()));
-    }
     let layer_types = match field(o, "layer_types") {
-        None => (0..num_hidden_layers).map(|i| if (i + 1) % pattern == 0 { LayerType::FullAttention } else { LayerType::SlidingAttention }).collect(),
+        None => layers_from_pattern(num_hidden_layers, pattern, ["num_hidden_layers", "sliding_window_pattern"])?,
+        Some(Value::Array(a)) if a.len() > MAX_LAYERS => return Err(bad("layer_types", format!("{} entries, more than the {MAX_LAYERS} accepted", a.len()))),
         Some(Value::Array(a)) => a
             .iter()
             .enumerate()

@@ -29,8 +29,9 @@
 //!   (`query_pre_attn_scalar = head_dim`, right for every size but 27B), and
 //!   there is no logit softcapping.
 
+use super::config::layers_from_pattern;
 use super::names::{self, Name};
-use super::{Gemma3Config, Gemma3Error, Gemma3Weights, LayerType};
+use super::{Gemma3Config, Gemma3Error, Gemma3Weights};
 use crate::formats::gguf::{GgufError, GgufFile, TensorInfo};
 use std::collections::BTreeMap;
 
@@ -50,7 +51,11 @@ fn read_err(name: &str) -> impl Fn(GgufError) -> Gemma3Error + '_ {
 pub fn hf_tensors(g: &GgufFile) -> Result<Vec<(Name, &TensorInfo)>, Gemma3Error> {
     g.tensors()
         .iter()
-        .map(|t| Name::from_gguf(t.name()).map(|n| (n, t)).ok_or_else(|| Gemma3Error::UnmappedGgufTensor { file: g.file().to_string(), tensor: t.name().to_string() }))
+        .map(|t| {
+            Name::from_gguf(t.name())
+                .map(|n| (n, t))
+                .ok_or_else(|| Gemma3Error::UnmappedGgufTensor { file: g.file().to_string(), tensor: t.name().to_string() })
+        })
         .collect()
 }
 
@@ -157,11 +162,11 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<Gemma3Config, Gemma3Error> {
     let c = GgufKeys::from_gguf(g).map_err(|e| Gemma3Error::Config { field: "gemma3.*".into(), why: e.to_string() })?;
     let embed = names::Field::EmbedTokens.spec().gguf;
     let vocab = g.tensor(embed).map_err(read_err(embed))?.hf_shape()[0];
-    let n = c.block_count as usize;
-    let pattern = c.sliding_window_pattern as usize;
-    if pattern == 0 {
-        return Err(Gemma3Error::Config { field: "gemma3.attention.sliding_window_pattern".into(), why: "is 0".into() });
-    }
+    let usize_of =
+        |field: &str, n: u64| usize::try_from(n).map_err(|_| Gemma3Error::Config { field: field.into(), why: format!("{n} does not fit this machine") });
+    let n = usize_of("gemma3.block_count", c.block_count)?;
+    let pattern = usize_of("gemma3.attention.sliding_window_pattern", c.sliding_window_pattern)?;
+    let layer_types = layers_from_pattern(n, pattern, ["gemma3.block_count", "gemma3.attention.sliding_window_pattern"])?;
     let cfg = Gemma3Config {
         vocab_size: vocab,
         hidden_size: c.embedding_length as usize,
@@ -175,15 +180,39 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<Gemma3Config, Gemma3Error> {
         rope_local_base_freq: f64::from(c.rope_freq_base_swa),
         sliding_window: c.sliding_window as usize,
         sliding_window_pattern: pattern,
-        layer_types: (0..n).map(|i| if (i + 1) % pattern == 0 { LayerType::FullAttention } else { LayerType::SlidingAttention }).collect(),
+        layer_types,
         query_pre_attn_scalar: c.key_length as f64,
         max_position_embeddings: c.context_length as usize,
         rope_scaling_factor: c.rope_scaling.map(|(_, f)| f64::from(f)),
         final_logit_softcapping: None,
         attn_logit_softcapping: None,
     };
-    cfg.validate()?;
+    cfg.validate().map_err(|e| match e {
+        Gemma3Error::Config { field, why } => Gemma3Error::Config { field: gguf_field(&field), why },
+        other => other,
+    })?;
     Ok(cfg)
+}
+
+/// The GGUF key a Hugging Face config field was read from, for errors.
+fn gguf_field(hf: &str) -> String {
+    const KEYS: [(&str, &str); 10] = [
+        ("max_position_embeddings", "context_length"),
+        ("hidden_size", "embedding_length"),
+        ("num_hidden_layers", "block_count"),
+        ("intermediate_size", "feed_forward_length"),
+        ("num_attention_heads", "attention.head_count"),
+        ("num_key_value_heads", "attention.head_count_kv"),
+        ("head_dim", "attention.key_length"),
+        ("sliding_window", "attention.sliding_window"),
+        ("sliding_window_pattern", "attention.sliding_window_pattern"),
+        ("rms_norm_eps", "attention.layer_norm_rms_epsilon"),
+    ];
+    match (hf, KEYS.iter().find(|(h, _)| *h == hf)) {
+        ("vocab_size", _) => "token_embd.weight (its rows, HF vocab_size)".into(),
+        (_, Some((_, k))) => format!("{ARCH}.{k} (HF {hf})"),
+        (_, None) => hf.into(),
+    }
 }
 
 #[cfg(test)]

@@ -176,9 +176,30 @@ pub const TENSORS: [Spec; 16] = [
     spec(Field::UpProj, Layer, "mlp.up_proj.weight", "ffn_up.weight", Some("mlp.gate_up_proj"), Kind::Linear { out: Intermediate, inp: Hidden }),
     spec(Field::DownProj, Layer, "mlp.down_proj.weight", "ffn_down.weight", Some("mlp.down_proj"), Kind::Linear { out: Hidden, inp: Intermediate }),
     spec(Field::InputLayernorm, Layer, "input_layernorm.weight", "attn_norm.weight", Some("input_layernorm.weight"), Kind::Norm(Hidden)),
-    spec(Field::PostAttentionLayernorm, Layer, "post_attention_layernorm.weight", "post_attention_norm.weight", Some("post_attention_layernorm.weight"), Kind::Norm(Hidden)),
-    spec(Field::PreFeedforwardLayernorm, Layer, "pre_feedforward_layernorm.weight", "ffn_norm.weight", Some("pre_feedforward_layernorm.weight"), Kind::Norm(Hidden)),
-    spec(Field::PostFeedforwardLayernorm, Layer, "post_feedforward_layernorm.weight", "post_ffw_norm.weight", Some("post_feedforward_layernorm.weight"), Kind::Norm(Hidden)),
+    spec(
+        Field::PostAttentionLayernorm,
+        Layer,
+        "post_attention_layernorm.weight",
+        "post_attention_norm.weight",
+        Some("post_attention_layernorm.weight"),
+        Kind::Norm(Hidden),
+    ),
+    spec(
+        Field::PreFeedforwardLayernorm,
+        Layer,
+        "pre_feedforward_layernorm.weight",
+        "ffn_norm.weight",
+        Some("pre_feedforward_layernorm.weight"),
+        Kind::Norm(Hidden),
+    ),
+    spec(
+        Field::PostFeedforwardLayernorm,
+        Layer,
+        "post_feedforward_layernorm.weight",
+        "post_ffw_norm.weight",
+        Some("post_feedforward_layernorm.weight"),
+        Kind::Norm(Hidden),
+    ),
     spec(Field::Norm, Model, "model.norm.weight", "output_norm.weight", Some("model.norm.weight"), Kind::Norm(Hidden)),
     spec(Field::LmHead, Model, "lm_head.weight", "output.weight", None, Kind::TiedHead),
 ];
@@ -320,7 +341,15 @@ mod tests {
             assert_eq!(Name::from_gguf(&n.gguf()), Some(n), "{}", n.gguf());
         }
         assert_eq!(all(18).count(), 3 + 18 * 13);
-        for bad in ["blk.01.attn_q.weight", "blk.x.attn_q.weight", "blk..attn_q.weight", "blk.0.attn_qkv.weight", "rope_freqs.weight", "blk.0.attn_q.bias", "blk.1234567890.attn_q.weight"] {
+        for bad in [
+            "blk.01.attn_q.weight",
+            "blk.x.attn_q.weight",
+            "blk..attn_q.weight",
+            "blk.0.attn_qkv.weight",
+            "rope_freqs.weight",
+            "blk.0.attn_q.bias",
+            "blk.1234567890.attn_q.weight",
+        ] {
             assert_eq!(Name::from_gguf(bad), None, "{bad}");
         }
         assert_eq!(Name::from_hf("model.layers.07.mlp.up_proj.weight"), None);

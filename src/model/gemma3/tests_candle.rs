@@ -21,8 +21,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::gemma3 as cg;
 
 use super::tests::{all_logits, tokens};
-use crate::fixtures::gemma3::{tiny_config, weights as tiny_weights};
 use super::*;
+use crate::fixtures::gemma3::{tiny_config, weights as tiny_weights};
 
 /// candle's config for `cfg`, with its own sliding window and position table size.
 pub(super) fn candle_config(cfg: &Gemma3Config, sliding_window: usize, max_positions: usize) -> cg::Config {

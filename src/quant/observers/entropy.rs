@@ -2,8 +2,8 @@
 //! KL(P‖Q), ONNX Runtime's `get_entropy_threshold` with the MXNet/TensorRT
 //! expansion (see the parent module's docs).
 
-use super::histogram::Histogram;
 use super::clamp_to;
+use super::histogram::Histogram;
 use crate::quant::int8::Range;
 
 /// Smoothing mass given to empty bins before a KL divergence (ONNX Runtime, MXNet).
@@ -93,4 +93,3 @@ fn smooth(p: &mut [f64]) -> bool {
     }
     p.iter().all(|&v| v > 0.0)
 }
-

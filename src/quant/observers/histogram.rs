@@ -49,4 +49,3 @@ impl Histogram {
         i
     }
 }
-

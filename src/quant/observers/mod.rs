@@ -344,4 +344,3 @@ fn clamp_to(mm: Range, lo: f32, hi: f32) -> Range {
         mm
     }
 }
-

@@ -1,8 +1,8 @@
 //! [`Method::Mse`](super::Method::Mse): avac's own range, minimising the
 //! expected squared error of uint8 quantize-dequantize over the histogram.
 
-use super::histogram::Histogram;
 use super::clamp_to;
+use super::histogram::Histogram;
 use crate::quant::int8::{QuantParams, Range};
 
 pub(super) fn mse_range(h: &Histogram, mm: Range) -> Range {
@@ -98,4 +98,3 @@ impl Grid {
         self.s * self.s * self.s * (k / 12.0 + g)
     }
 }
-

@@ -1,8 +1,8 @@
 //! [`Method::Percentile`](super::Method::Percentile): ONNX Runtime's
 //! `HistogramCollector.compute_percentile` (see the parent module's docs).
 
-use super::histogram::Histogram;
 use super::clamp_to;
+use super::histogram::Histogram;
 use crate::quant::int8::Range;
 
 pub(super) fn percentile_range(h: &Histogram, mm: Range, percentile: f64) -> Range {
@@ -21,4 +21,3 @@ pub(super) fn percentile_range(h: &Histogram, mm: Range, percentile: f64) -> Ran
     let cut = (100.0 - percentile) / 200.0;
     clamp_to(mm, h.edges[search(cut)], h.edges[search(1.0 - cut)])
 }
-

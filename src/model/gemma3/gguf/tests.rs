@@ -49,6 +49,33 @@ fn gemma3_keys_with_llama_cpp_defaults() {
     assert_eq!(e.to_string(), "t.gguf: missing metadata key 'gemma3.context_length'");
 }
 
+/// [`gemma3_file`] with a `[640, rows]` embedding and the u32 value of
+/// `key` replaced by `value`.
+fn with_u32(key: &str, value: u32, rows: u64) -> Vec<u8> {
+    let mut b = gemma3_file().tensor("token_embd.weight", &[640, rows], GgmlType::F32, &vec![0; 640 * rows as usize * 4]).build();
+    let at = b.windows(key.len()).position(|w| w == key.as_bytes()).unwrap() + key.len() + 4;
+    b[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    b
+}
+
+#[test]
+fn hostile_gemma3_keys_are_refused_before_anything_is_allocated_from_them() {
+    let err = |key: &str, value: u32| config_from_gguf(&parse(with_u32(key, value, 4)).unwrap()).unwrap_err().to_string();
+    // Used to build a 4-billion-entry layer list, and abort on a 1.3 TB allocation.
+    assert_eq!(err("gemma3.block_count", u32::MAX), "Gemma 3 config: field gemma3.block_count: 4294967295 is more than the 1024 accepted");
+    assert_eq!(err("gemma3.context_length", 0), "Gemma 3 config: field gemma3.context_length (HF max_position_embeddings): must be positive");
+    assert!(err("gemma3.embedding_length", u32::MAX).contains("gemma3.embedding_length (HF hidden_size): 4294967295 is more than"));
+    assert!(err("gemma3.attention.head_count_kv", 0).contains("gemma3.attention.head_count_kv (HF num_key_value_heads): must be positive"));
+    config_from_gguf(&parse(with_u32("gemma3.context_length", 1, 4)).unwrap()).unwrap();
+}
+
+#[test]
+fn an_embedding_whose_rows_are_not_the_tokens_is_refused_naming_the_file() {
+    let g = parse(with_u32("gemma3.context_length", 32768, 5)).unwrap();
+    let e = crate::alc::checkpoint::GgufCheckpoint::new(&g).err().unwrap().to_string();
+    assert_eq!(e, "Gemma 3 config: field tokenizer.ggml.tokens: t.gguf: 4 tokens, but the embedding token_embd.weight has 5 rows");
+}
+
 #[test]
 fn gemma3_unknown_tensors_are_errors() {
     let g = parse(Builder::new().tensor("token_embd.weight", &[1], GgmlType::F32, &[0; 4]).tensor("mystery", &[1], GgmlType::F32, &[0; 4]).build()).unwrap();
@@ -60,7 +87,8 @@ fn gemma3_unknown_tensors_are_errors() {
 #[test]
 fn norms_are_shifted_back_to_hugging_face_values() {
     let bytes: Vec<u8> = [1.5f32, 0.25].iter().flat_map(|v| v.to_le_bytes()).collect();
-    let g = parse(Builder::new().tensor("output_norm.weight", &[2], GgmlType::F32, &bytes).tensor("blk.0.attn_q.weight", &[2], GgmlType::F32, &bytes).build()).unwrap();
+    let g = parse(Builder::new().tensor("output_norm.weight", &[2], GgmlType::F32, &bytes).tensor("blk.0.attn_q.weight", &[2], GgmlType::F32, &bytes).build())
+        .unwrap();
     let w = GgufWeights::new(&g).unwrap();
     assert_eq!(w.hf_names().collect::<Vec<_>>(), ["model.layers.0.self_attn.q_proj.weight", "model.norm.weight"]);
     assert_eq!(w.tensor("model.norm.weight").unwrap(), (vec![2], vec![0.5, -0.75]));

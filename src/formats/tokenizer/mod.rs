@@ -19,6 +19,10 @@
 //! the other, so results never depend on `TOKENIZERS_PARALLELISM` or on the
 //! number of threads (no rayon pool is ever entered).
 
+mod bounds;
+
+pub use bounds::{MAX_JSON_DEPTH, MAX_MERGES, MAX_PIECE_BYTES, MAX_VOCAB};
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -73,6 +77,17 @@ pub enum TokenizerError {
         file: String,
         /// Parser error with line and column.
         source: serde_json::Error,
+    },
+    /// The file is JSON but outside the limits of [`bounds`] (checked
+    /// before the `tokenizers` crate sees it).
+    #[error("{file}: {at}{}{fault}", if .at.is_empty() { "" } else { ": " })]
+    Bounds {
+        /// Path of the file.
+        file: String,
+        /// JSON pointer of the offending value (empty for the whole file).
+        at: String,
+        /// What is wrong with it.
+        fault: String,
     },
     /// The file is JSON but not a tokenizer the `tokenizers` crate accepts.
     #[error("{file}: not a valid tokenizer.json: {message}")]
@@ -202,7 +217,12 @@ impl Tokenizer {
     /// Reads and parses `path` (a `tokenizer.json`).
     pub fn load(path: impl AsRef<Path>) -> Result<Tokenizer, TokenizerError> {
         let path = path.as_ref();
-        let file = path.display().to_string();
+        Self::load_as(path, path.display().to_string())
+    }
+
+    /// [`Tokenizer::load`], naming the file `file` in errors (a member of an
+    /// archive extracted to a private directory is named as in the archive).
+    pub fn load_as(path: &Path, file: String) -> Result<Tokenizer, TokenizerError> {
         let meta = std::fs::metadata(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 TokenizerError::NotFound { found: legacy_siblings(path), file: file.clone() }
@@ -224,6 +244,7 @@ impl Tokenizer {
             return Err(TokenizerError::TooLarge { file, size: bytes.len() as u64, max: MAX_TOKENIZER_BYTES });
         }
         let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| TokenizerError::Json { file: file.clone(), source })?;
+        bounds::check(&file, &json)?;
         let mut inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| TokenizerError::Invalid { file: file.clone(), message: e.to_string() })?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| TokenizerError::Invalid { file: file.clone(), message: e.to_string() })?;
@@ -515,7 +536,11 @@ pub(crate) mod tests {
         assert!(matches!(err, TokenizerError::Json { .. }));
         assert!(err.to_string().starts_with("bad/tokenizer.json: "), "{err}");
         let err = Tokenizer::from_bytes("odd.json", br#"{"model": 3}"#.to_vec()).unwrap_err();
-        assert!(matches!(err, TokenizerError::Invalid { .. }));
+        assert!(matches!(err, TokenizerError::Bounds { .. }));
+        assert!(err.to_string().starts_with("odd.json: "), "{err}");
+        // Within the bounds but not a tokenizer: the crate's own explanation.
+        let err = Tokenizer::from_bytes("odd.json", br#"{"model": {"type": "BPE", "vocab": {}}}"#.to_vec()).unwrap_err();
+        assert!(matches!(err, TokenizerError::Invalid { .. }), "{err}");
         assert!(err.to_string().starts_with("odd.json: "), "{err}");
     }
 
