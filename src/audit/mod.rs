@@ -184,6 +184,9 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AuditError {
     move |source| AuditError::Io { what, source }
 }
 
+/// Protobuf's own limit on a message: no ONNX model is larger.
+const MAX_ONNX_BYTES: u64 = 2 << 30;
+
 /// The build definition an artifact carries, if any: `(bytes, where)`.
 pub fn embedded_definition(artifact: &Path) -> Result<Option<(Vec<u8>, String)>, AuditError> {
     let bad = |why: String| AuditError::Artifact { path: artifact.to_path_buf(), why };
@@ -203,7 +206,7 @@ pub fn embedded_definition(artifact: &Path) -> Result<Option<(Vec<u8>, String)>,
     if n == 512 && &head[257..262] == b"ustar" {
         let entries = tar::list(artifact).map_err(|e| bad(e.to_string()))?;
         let Some(e) = entries.iter().find(|e| e.path == BUILD_DEFINITION_FILE) else { return Ok(None) };
-        if e.size > 1 << 20 {
+        if e.size > provenance::MAX_DEFINITION_BYTES {
             return Err(bad(format!("{BUILD_DEFINITION_FILE} is {} bytes; a build definition is a few kilobytes", e.size)));
         }
         use std::io::{Read, Seek, SeekFrom};
@@ -213,9 +216,16 @@ pub fn embedded_definition(artifact: &Path) -> Result<Option<(Vec<u8>, String)>,
         f.read_exact(&mut b).map_err(|e| bad(e.to_string()))?;
         return Ok(Some((b, format!("{BUILD_DEFINITION_FILE} inside the package"))));
     }
+    let len = std::fs::metadata(artifact).map_err(|e| bad(e.to_string()))?.len();
+    if len > MAX_ONNX_BYTES {
+        return Err(bad(format!("{len} bytes: neither a package (no tar header) nor an ONNX model (at most {MAX_ONNX_BYTES} bytes)")));
+    }
     let bytes = std::fs::read(artifact).map_err(|e| bad(e.to_string()))?;
     let Ok(model) = crate::graph::onnx::from_bytes(&bytes, &artifact.display().to_string()) else { return Ok(None) };
     let Some(bd) = model.metadata.get(provenance::META_BUILD_DEFINITION) else { return Ok(None) };
+    if bd.len() as u64 > provenance::MAX_DEFINITION_BYTES {
+        return Err(bad(format!("metadata_props {} is {} bytes; a build definition is a few kilobytes", provenance::META_BUILD_DEFINITION, bd.len())));
+    }
     if let Some(d) = model.metadata.get(provenance::META_BUILD_DEFINITION_SHA256) {
         let actual = crate::store::hash_bytes(bd.as_bytes());
         if *d != actual {
@@ -249,7 +259,7 @@ pub fn audit(artifact: &Path, current: Option<&Loaded>, o: &AuditOptions) -> Res
     let statement_path = o.provenance.clone().or_else(|| (o.target.is_none() && beside.is_file()).then(|| beside.clone()));
     let statement: Option<Statement> = match &statement_path {
         Some(p) => {
-            let bytes = std::fs::read(p).map_err(io(format!("reading {}", p.display())))?;
+            let bytes = provenance::read_capped(p, provenance::MAX_STATEMENT_BYTES, "a provenance statement")?;
             Some(provenance::parse_statement(&bytes, &p.display().to_string())?)
         }
         None => None,

@@ -31,8 +31,27 @@ fn read(path: &Path) -> Result<pb::ModelProto, DiffError> {
     }
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     let m = pb::ModelProto::decode(bytes.as_slice()).map_err(|source| DiffError::OnnxDecode { file: path.to_path_buf(), source })?;
-    if m.graph.is_none() {
+    let Some(g) = &m.graph else {
         return Err(DiffError::OnnxContent { file: path.to_path_buf(), what: "not an ONNX model: no graph".into() });
+    };
+    // The comparison keys each of these by name: a repeated name would hide
+    // every entry after the first, so two files that differ there would
+    // diff as the same content. Runtimes refuse or disagree on them too.
+    let domain = |d: &str| if d.is_empty() { "ai.onnx".to_string() } else { d.to_string() };
+    let lists: [(&str, Vec<String>); 7] = [
+        ("metadata_props key", m.metadata_props.iter().map(|e| e.key.clone()).collect()),
+        ("opset_import domain", m.opset_import.iter().map(|o| domain(&o.domain)).collect()),
+        ("initializer name", g.initializer.iter().map(|t| t.name.clone()).collect()),
+        ("sparse_initializer name", g.sparse_initializer.iter().filter_map(|t| t.values.as_ref()).map(|t| t.name.clone()).collect()),
+        ("graph input name", g.input.iter().map(|v| v.name.clone()).collect()),
+        ("graph output name", g.output.iter().map(|v| v.name.clone()).collect()),
+        ("value_info name", g.value_info.iter().map(|v| v.name.clone()).collect()),
+    ];
+    for (what, names) in lists {
+        let mut seen = BTreeSet::new();
+        if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
+            return Err(DiffError::OnnxContent { file: path.to_path_buf(), what: format!("{what} {dup:?} appears more than once") });
+        }
     }
     Ok(m)
 }
@@ -72,10 +91,8 @@ pub(super) fn diff(a: &Path, b: &Path, same: bool) -> Result<Vec<Section>, DiffE
 fn side<'m>(g: &'m pb::GraphProto, file: &Path) -> Result<Side<'m>, DiffError> {
     let mut inits = BTreeMap::new();
     for t in &g.initializer {
-        // The first of two initializers with one name is the one a runtime sees.
-        if !inits.contains_key(t.name.as_str()) {
-            inits.insert(t.name.as_str(), onnx_values::decode(t, file)?);
-        }
+        // Names are unique ([`read`] refuses repeats).
+        inits.insert(t.name.as_str(), onnx_values::decode(t, file)?);
     }
     Ok(Side { inits, dq: onnx_values::dq_nodes(g) })
 }

@@ -247,6 +247,35 @@ fn onnx_corrupt_or_inconsistent_is_an_error_naming_the_file() {
 }
 
 #[test]
+fn onnx_repeated_names_are_errors_not_hidden_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.onnx", &model().encode_to_vec());
+    let cases: [(&str, fn(&mut pb::ModelProto), &str); 3] = [
+        // The second copy differs: keyed by name, it used to be dropped and
+        // the pair diffed as "the same content encoded differently".
+        ("init.onnx", |m| {
+            let mut t = init(m, "b").clone();
+            t.raw_data[0] ^= 1;
+            m.graph.as_mut().unwrap().initializer.push(t);
+        }, "initializer name \"b\" appears more than once"),
+        ("meta.onnx", |m| m.metadata_props.push(pb::StringStringEntryProto { key: "avac.target".into(), value: "other".into() }), "metadata_props key \"avac.target\""),
+        ("input.onnx", |m| {
+            let g = m.graph.as_mut().unwrap();
+            g.output.push(g.output[0].clone());
+        }, "graph output name"),
+    ];
+    for (name, edit, why) in cases {
+        let mut m = model();
+        edit(&mut m);
+        let bad = write(dir.path(), name, &m.encode_to_vec());
+        for (x, y) in [(&a, &bad), (&bad, &a), (&bad, &bad)] {
+            let e = diff_paths(x, y).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(why), "{e}");
+        }
+    }
+}
+
+#[test]
 fn json_is_stable_and_has_no_nan() {
     let (_d, d) = onnx_pair(|m| init(m, "b").raw_data = f32s(&[f32::NAN, -1.0]));
     let v = values(&d, "b");

@@ -200,9 +200,27 @@ pub struct Statement {
     pub avac_sha256: Option<String>,
 }
 
+/// Largest provenance statement read: real ones are a few kilobytes.
+pub const MAX_STATEMENT_BYTES: u64 = 16 << 20;
+/// Largest build definition read (embedded in an artifact, or in a statement).
+pub const MAX_DEFINITION_BYTES: u64 = 1 << 20;
+
+/// Reads `path`, refusing more than `max` bytes before reading any.
+pub fn read_capped(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, ProvenanceError> {
+    let bad = |why: String| ProvenanceError::Invalid { file: path.display().to_string(), why };
+    let len = std::fs::metadata(path).map_err(|e| bad(format!("cannot read: {e}")))?.len();
+    if len > max {
+        return Err(bad(format!("{len} bytes; {what} is at most {max}")));
+    }
+    std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))
+}
+
 /// Parses a statement (checking its types and shape, not its truth).
 pub fn parse_statement(bytes: &[u8], file: &str) -> Result<Statement, ProvenanceError> {
     let bad = |why: String| ProvenanceError::Invalid { file: file.into(), why };
+    if bytes.len() as u64 > MAX_STATEMENT_BYTES {
+        return Err(bad(format!("{} bytes; a provenance statement is at most {MAX_STATEMENT_BYTES}", bytes.len())));
+    }
     let v: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
     let s = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
     if s(&v, "/_type").as_deref() != Some(STATEMENT_TYPE) {
@@ -255,6 +273,17 @@ pub fn recorded(definition: &Value, file: &str, repo_root: Option<PathBuf>) -> R
     let bad = |why: String| ProvenanceError::Invalid { file: file.into(), why };
     if definition.get("buildType").and_then(Value::as_str) != Some(BUILD_TYPE) {
         return Err(bad(format!("buildDefinition.buildType is not {BUILD_TYPE:?}: not an avac build")));
+    }
+    // avac writes exactly these keys; anything else was not written by avac
+    // and would be ignored by the rebuild, so it is refused.
+    let keys = [
+        ("buildDefinition", definition, &["buildType", "externalParameters", "internalParameters", "resolvedDependencies"][..]),
+        ("buildDefinition.externalParameters", definition.get("externalParameters").unwrap_or(&Value::Null), &["target", "declaration"][..]),
+    ];
+    for (at, v, known) in keys {
+        if let Some(k) = v.as_object().and_then(|o| o.keys().find(|k| !known.contains(&k.as_str()))) {
+            return Err(bad(format!("{at} has the unknown key {k:?} (avac writes {known:?})")));
+        }
     }
     let target = definition
         .pointer("/externalParameters/target")
@@ -396,6 +425,31 @@ mod tests {
         bd["resolvedDependencies"].as_array_mut().unwrap().pop();
         let e = recorded(&bd, "p.json", None).unwrap_err().to_string();
         assert!(e.contains("the target reads") || e.contains("unknown source"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_oversized_statements_are_refused() {
+        let l = Loaded::embedded();
+        let t = l.target("malbert-tiny-int8").unwrap();
+        let mut bd = build_definition(&l, "malbert-tiny-int8", t, &[]);
+        bd["externalParameters"]["out_dir"] = json!("/etc");
+        let e = recorded(&bd, "p.json", None).unwrap_err().to_string();
+        assert!(e.starts_with("p.json: buildDefinition.externalParameters has the unknown key \"out_dir\""), "{e}");
+        let mut bd = build_definition(&l, "malbert-tiny-int8", t, &[]);
+        bd["runHere"] = json!(true);
+        assert!(recorded(&bd, "p.json", None).unwrap_err().to_string().contains("unknown key \"runHere\""));
+        // The recorded declaration itself refuses unknown keys (serde).
+        let mut bd = build_definition(&l, "malbert-tiny-int8", t, &[]);
+        bd["externalParameters"]["declaration"]["post_build"] = json!("rm -rf /");
+        assert!(recorded(&bd, "p.json", None).unwrap_err().to_string().contains("post_build"));
+
+        let big = vec![b' '; MAX_STATEMENT_BYTES as usize + 1];
+        assert!(parse_statement(&big, "s.json").unwrap_err().to_string().contains("at most"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.provenance.json");
+        std::fs::File::create(&p).unwrap().set_len(MAX_STATEMENT_BYTES + 1).unwrap();
+        let e = read_capped(&p, MAX_STATEMENT_BYTES, "a provenance statement").unwrap_err().to_string();
+        assert!(e.contains("big.provenance.json") && e.contains("a provenance statement is at most"), "{e}");
     }
 
     #[test]
