@@ -181,7 +181,19 @@ fn hostile_ggufs_are_refused_naming_the_file_and_nothing_is_written() {
         let at = find(b, b"gemma3.block_count");
         b[at..at + 18].copy_from_slice(b"gemma3.block_cnunt");
     });
+    // A block count of 2^32-1 aborted on a 1.3 TB allocation; a zero context
+    // length was accepted.
+    let set_u32 = |key: &'static [u8], value: u32| {
+        move |b: &mut Vec<u8>| {
+            let at = find(b, key) + key.len() + 4;
+            b[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        }
+    };
+    patched_gguf(d.path(), "blocks.gguf", set_u32(b"gemma3.block_count", u32::MAX));
+    patched_gguf(d.path(), "context.gguf", set_u32(b"gemma3.context_length", 0));
     let cases = [
+        ("blocks.gguf", "gemma3.block_count: 4294967295 is more than the 1024 accepted"),
+        ("context.gguf", "gemma3.context_length (HF max_position_embeddings): must be positive"),
         ("cut.gguf", "cut.gguf"),
         ("not.gguf", "not.gguf"),
         ("half.gguf", "half.gguf"),
@@ -190,11 +202,16 @@ fn hostile_ggufs_are_refused_naming_the_file_and_nothing_is_written() {
         ("key.gguf", "gemma3.block_count"),
     ];
     for (f, why) in cases {
-        let o = avac(d.path(), &["alc", "quantize", "--source", f, "--out", "pkg"]);
-        let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(1), "{f}: {e}");
-        assert!(e.contains(f) && e.contains(why), "{f}: {e}");
-        assert!(!d.path().join("pkg").exists(), "{f}: output left behind");
+        // alc tokenizer reads the header and config, not the tensors.
+        let tensors_only = ["type.gguf", "shape.gguf"].contains(&f);
+        let commands = [&["alc", "quantize", "--source", f, "--out", "pkg"][..], &["alc", "tokenizer", "--source", f, "--out", "pkg"][..]];
+        for args in &commands[..if tensors_only { 1 } else { 2 }] {
+            let o = avac(d.path(), args);
+            let e = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+            assert!(e.contains(f) && e.contains(why), "{args:?}: {e}");
+            assert!(!d.path().join("pkg").exists(), "{args:?}: output left behind");
+        }
         assert!(std::fs::read_dir(d.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("avac-tmp")), "{f}: temporary left behind");
     }
 }

@@ -72,6 +72,20 @@ fn missing_tokenizer() {
 }
 
 #[test]
+fn a_tokenizer_piece_that_would_overflow_the_tokenizers_crate_stack_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let m = tiny(d.path());
+    let p = m.join("tokenizer.json");
+    let mut v = read_json(&p);
+    let vocab = v["model"]["vocab"].as_array_mut().expect("the tiny ALBERT's Unigram vocabulary");
+    let at = vocab.len();
+    vocab.push(serde_json::json!(["x".repeat(200_000), -30.0]));
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    // Before: the process died of a stack overflow (SIGABRT), no message.
+    convert_fails(d.path(), &m, &intents(), 100, &[&format!("{}: /model/vocab/{at}/0: a piece of 200000 bytes", p.display())]);
+}
+
+#[test]
 fn unsupported_model_type() {
     let d = tempfile::tempdir().unwrap();
     let m = tiny(d.path());

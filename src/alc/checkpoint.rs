@@ -75,18 +75,15 @@ pub struct GgufCheckpoint<'a> {
 impl<'a> GgufCheckpoint<'a> {
     /// Reads the config, the tensor map and the tokenizer's ids of `g`.
     pub fn new(g: &'a GgufFile) -> Result<Self, Gemma3Error> {
-        let at = |e: Gemma3Error| match e {
-            Gemma3Error::Config { field, why } => Gemma3Error::Config { field, why: format!("{}: {why}", g.file()) },
-            other => other,
-        };
-        let cfg = gguf::config_from_gguf(g).map_err(at)?;
+        // Errors leave the file to the caller (`CheckpointError::GgufModel`).
+        let cfg = gguf::config_from_gguf(g)?;
         let weights = gguf::GgufWeights::new(g)?;
         let t = GgufTokenizer::from_gguf(g).map_err(|e| Gemma3Error::Config { field: "tokenizer.ggml.*".into(), why: e.to_string() })?;
         // The converter cuts the embedding to the tokenizer's length, so the
         // two agree in every real file; otherwise ids would index past the
         // table, or rows would have no token.
         if t.tokens.len() != cfg.vocab_size {
-            let why = format!("{}: {} tokens, but the embedding token_embd.weight has {} rows", g.file(), t.tokens.len(), cfg.vocab_size);
+            let why = format!("{} tokens, but the embedding token_embd.weight has {} rows", t.tokens.len(), cfg.vocab_size);
             return Err(Gemma3Error::Config { field: "tokenizer.ggml.tokens".into(), why });
         }
         let ids = SpecialIds { bos: t.bos_token_id, eos: t.eos_token_id.into_iter().collect(), pad: t.pad_token_id };

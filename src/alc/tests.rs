@@ -259,7 +259,35 @@ fn tampered_packages_are_refused_naming_the_fault() {
     assert!(e.contains("p.tar") && e.contains("truncated"), "{e}");
 }
 
-/// Keys of a JSON object, in order.
+#[test]
+fn a_hostile_tokenizer_is_refused_when_packaged_and_when_opened_naming_the_archive_member() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("pkg");
+    quantize(&Mem::new(), &params(32), &dir).unwrap();
+    let good = std::fs::read(dir.join("tokenizer.json")).unwrap();
+    // Not JSON: alc package used to accept it, and alc run then panicked.
+    std::fs::write(dir.join("tokenizer.json"), b"\x00\x01 not json").unwrap();
+    let t = d.path().join("p.tar");
+    let e = package::assemble(&dir, &[], None, &t, &tar::Options::default(), false).err().unwrap().to_string();
+    assert!(e.contains(&format!("{}/tokenizer.json: not valid JSON", dir.display())), "{e}");
+    assert!(!t.exists());
+    // A 200 KB piece (the tokenizers crate's stack overflow), in an archive
+    // written around the packager: opening it names the member in the archive.
+    let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    v["model"]["vocab"]["x".repeat(200_000)] = serde_json::json!(999_999);
+    let mut inputs: Vec<tar::Input> = files(&dir)
+        .into_iter()
+        .filter(|(n, _)| n != "tokenizer.json")
+        .map(|(path, b)| tar::Input { path, source: tar::Source::Bytes(b), executable: false })
+        .collect();
+    inputs.push(tar::Input { path: "tokenizer.json".into(), source: tar::Source::Bytes(serde_json::to_vec(&v).unwrap()), executable: false });
+    tar::write(&t, inputs, &tar::Options::default()).unwrap();
+    let e = Package::open(&t).err().unwrap().to_string();
+    assert!(e.starts_with(&format!("{}/tokenizer.json: /model/vocab (key ", t.display())) && e.contains("200000 bytes"), "{e}");
+    assert!(!e.contains("avac-package-"), "the message names the private extraction directory: {e}");
+}
+
+/// Keys of a JSON object, in order./// Keys of a JSON object, in order.
 fn keys(v: &serde_json::Value) -> Vec<&str> {
     v.as_object().unwrap().keys().map(String::as_str).collect()
 }

@@ -253,16 +253,28 @@ fn onnx_repeated_names_are_errors_not_hidden_differences() {
     let cases: [(&str, fn(&mut pb::ModelProto), &str); 3] = [
         // The second copy differs: keyed by name, it used to be dropped and
         // the pair diffed as "the same content encoded differently".
-        ("init.onnx", |m| {
-            let mut t = init(m, "b").clone();
-            t.raw_data[0] ^= 1;
-            m.graph.as_mut().unwrap().initializer.push(t);
-        }, "initializer name \"b\" appears more than once"),
-        ("meta.onnx", |m| m.metadata_props.push(pb::StringStringEntryProto { key: "avac.target".into(), value: "other".into() }), "metadata_props key \"avac.target\""),
-        ("input.onnx", |m| {
-            let g = m.graph.as_mut().unwrap();
-            g.output.push(g.output[0].clone());
-        }, "graph output name"),
+        (
+            "init.onnx",
+            |m| {
+                let mut t = init(m, "b").clone();
+                t.raw_data[0] ^= 1;
+                m.graph.as_mut().unwrap().initializer.push(t);
+            },
+            "initializer name \"b\" appears more than once",
+        ),
+        (
+            "meta.onnx",
+            |m| m.metadata_props.push(pb::StringStringEntryProto { key: "avac.target".into(), value: "other".into() }),
+            "metadata_props key \"avac.target\"",
+        ),
+        (
+            "input.onnx",
+            |m| {
+                let g = m.graph.as_mut().unwrap();
+                g.output.push(g.output[0].clone());
+            },
+            "graph output name",
+        ),
     ];
     for (name, edit, why) in cases {
         let mut m = model();

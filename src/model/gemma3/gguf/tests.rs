@@ -73,7 +73,7 @@ fn hostile_gemma3_keys_are_refused_before_anything_is_allocated_from_them() {
 fn an_embedding_whose_rows_are_not_the_tokens_is_refused_naming_the_file() {
     let g = parse(with_u32("gemma3.context_length", 32768, 5)).unwrap();
     let e = crate::alc::checkpoint::GgufCheckpoint::new(&g).err().unwrap().to_string();
-    assert_eq!(e, "Gemma 3 config: field tokenizer.ggml.tokens: t.gguf: 4 tokens, but the embedding token_embd.weight has 5 rows");
+    assert_eq!(e, "Gemma 3 config: field tokenizer.ggml.tokens: 4 tokens, but the embedding token_embd.weight has 5 rows");
 }
 
 #[test]
