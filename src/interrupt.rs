@@ -42,11 +42,17 @@ pub(crate) fn track(path: &Path) {
     let mut l = live();
     if l.stopping {
         drop(l);
-        loop {
-            std::thread::park();
-        }
+        halt();
     }
     l.paths.insert(path.to_path_buf());
+}
+
+/// Parks the calling thread for good: the signal thread is cleaning up
+/// and will exit the process with the signal's code.
+fn halt() -> ! {
+    loop {
+        std::thread::park();
+    }
 }
 
 /// Forgets a temporary that was renamed into place or removed.
@@ -84,6 +90,11 @@ pub fn run_child(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>)> {
         let child = slot.as_mut().expect("held until it exits");
         if let Some(s) = child.try_wait()? {
             *slot = None;
+            drop(slot);
+            // Killed by the signal thread: it, not a step failure, ends the process.
+            if live().stopping {
+                halt();
+            }
             break s;
         }
         drop(slot);
@@ -95,16 +106,13 @@ pub fn run_child(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>)> {
 /// Stops the running child (if any), removes every registered temporary
 /// and reports how many it removed. Nothing is registered after it starts.
 fn clean_up() -> usize {
+    live().stopping = true;
     if let Some(child) = CHILD.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         // `Child` knows whether it was reaped: a recycled pid is never signalled.
         let _ = child.kill();
         let _ = child.wait();
     }
-    let paths = {
-        let mut l = live();
-        l.stopping = true;
-        std::mem::take(&mut l.paths)
-    };
+    let paths = std::mem::take(&mut live().paths);
     paths.iter().filter(|p| remove(p)).count()
 }
 

@@ -175,8 +175,19 @@ impl Store {
 
     /// [`Store::lock_entry`]; without `wait`, `None` when another holds it.
     fn entry_lock(&self, sha256: &str, wait: bool) -> Result<Option<EntryLock>> {
-        use std::os::unix::fs::MetadataExt;
         let path = self.tmp_dir().join(format!("{sha256}.lock"));
+        // Ctrl-C removes it with the process's temporaries.
+        crate::interrupt::track(&path);
+        let locked = self.entry_lock_at(&path, wait);
+        if !matches!(locked, Ok(Some(_))) {
+            crate::interrupt::untrack(&path);
+        }
+        locked
+    }
+
+    fn entry_lock_at(&self, path: &Path, wait: bool) -> Result<Option<EntryLock>> {
+        use std::os::unix::fs::MetadataExt;
+        let path = path.to_path_buf();
         loop {
             let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err("open lock", &path))?;
             if wait {
@@ -217,6 +228,7 @@ impl Drop for EntryLock {
         // removed file sees that the path names another file and retries.
         let _ = fs::remove_file(&self.path);
         let _ = self.file.unlock();
+        crate::interrupt::untrack(&self.path);
     }
 }
 
