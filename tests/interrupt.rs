@@ -52,7 +52,12 @@ impl Site {
     /// in `$TMPDIR`.
     fn leftovers(&self) -> Vec<String> {
         let mut v: Vec<String> = walk(&self.out).into_iter().filter(|p| p.contains(".avac-tmp-")).map(|p| format!("out/{p}")).collect();
-        v.extend(walk(&self.store).into_iter().filter(|p| (p.starts_with("tmp/") && p != "tmp/") || p.contains(".avac-tmp-") || p.ends_with(".lock")).map(|p| format!("store/{p}")));
+        v.extend(
+            walk(&self.store)
+                .into_iter()
+                .filter(|p| (p.starts_with("tmp/") && p != "tmp/") || p.contains(".avac-tmp-") || p.ends_with(".lock"))
+                .map(|p| format!("store/{p}")),
+        );
         v.extend(walk(&self.tmp).into_iter().map(|p| format!("TMPDIR/{p}")));
         v
     }

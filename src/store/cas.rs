@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::error::{io_err, Result, StoreError};
-use crate::atomic::{tmp_prefix, Claimed};
 use super::source::is_sha256_hex;
+use crate::atomic::{tmp_prefix, Claimed};
 
 /// Streaming buffer size: large enough for throughput, small enough that
 /// multi-GB files never sit in memory.

@@ -123,7 +123,8 @@ fn opening_the_store_removes_what_dead_processes_left() {
     assert!(!tmp.join(format!(".pip.avac-tmp-{dead}-x1Y2z3")).exists());
     let mut left = list_files(&tmp);
     left.retain(|n| !n.starts_with(".add.avac-tmp-") || n.contains(&format!("-{}-", std::process::id())));
-    let mut want = vec![format!("{}.lock", sha(b"live")), format!("{}.partial", sha(b"resume")), live.path().file_name().expect("name").to_string_lossy().into_owned()];
+    let mut want =
+        vec![format!("{}.lock", sha(b"live")), format!("{}.partial", sha(b"resume")), live.path().file_name().expect("name").to_string_lossy().into_owned()];
     want.sort();
     assert_eq!(left, want);
     drop((held, live));
