@@ -2,7 +2,10 @@
 //!
 //! Layers, lowest first; a layer only imports layers listed above it:
 //!
-//! - [`atomic`]: outputs written whole or not at all (temp name, fsync, rename).
+//! - [`interrupt`]: Ctrl-C and SIGTERM stop the running step and remove this
+//!   process's temporaries.
+//! - [`atomic`]: outputs written whole or not at all (temp name, fsync, rename);
+//!   temporaries of dead processes removed.
 //! - [`rng`]: the one deterministic random number generator (fixtures and tests).
 //! - [`kernels`]: deterministic math (matmul, norms, activations).
 //! - [`formats`]: file formats (safetensors, HF config, tokenizer, wheels, JSON).
@@ -35,6 +38,7 @@ pub mod engine;
 pub mod fixtures;
 pub mod formats;
 pub mod graph;
+pub mod interrupt;
 pub mod kernels;
 pub mod model;
 pub mod package;

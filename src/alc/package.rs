@@ -216,7 +216,7 @@ pub fn assemble(
 /// A package opened for reading.
 pub struct Package {
     dir: PathBuf,
-    _extracted: Option<tempfile::TempDir>,
+    _extracted: Option<crate::atomic::Claimed<tempfile::TempDir>>,
     display: String,
     /// The parsed `mlc-chat-config.json`.
     pub chat: ChatConfig,
@@ -235,7 +235,7 @@ impl Package {
         let (dir, extracted, libs) = if path.is_dir() {
             (path.to_path_buf(), None, vec![])
         } else {
-            let tmp = tempfile::Builder::new().prefix("avac-package-").tempdir().map_err(io_err(path))?;
+            let tmp = crate::atomic::scratch("avac-package").map_err(io_err(path))?;
             let entries = tar::extract(path, tmp.path())?;
             let libs: Vec<String> = entries.iter().filter(|e| e.kind == tar::Kind::File && e.path.starts_with("lib/")).map(|e| e.path.clone()).collect();
             if libs.is_empty() {
@@ -245,7 +245,7 @@ impl Package {
                 let lib_dir = tmp.path().join("lib");
                 let moved = tmp.path().join(".libs");
                 std::fs::rename(&lib_dir, &moved).map_err(io_err(&lib_dir))?;
-                let params = tempfile::Builder::new().prefix("avac-package-").tempdir().map_err(io_err(path))?;
+                let params = crate::atomic::scratch("avac-package").map_err(io_err(path))?;
                 for e in std::fs::read_dir(tmp.path()).map_err(io_err(tmp.path()))? {
                     let e = e.map_err(io_err(tmp.path()))?;
                     if e.file_name() != ".libs" {

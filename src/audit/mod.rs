@@ -333,7 +333,7 @@ pub fn audit(artifact: &Path, current: Option<&Loaded>, o: &AuditOptions) -> Res
     report.target = recorded.target.clone();
 
     // 3. Rebuild in scratch.
-    let scratch = tempfile::Builder::new().prefix("avac-audit-").tempdir().map_err(io("creating the scratch directory"))?;
+    let scratch = crate::atomic::scratch("avac-audit").map_err(io("creating the scratch directory"))?;
     let mut b = o.build.clone();
     b.out = scratch.path().join("out");
     let built = runner::build(&recorded.loaded, &recorded.target, &b).map_err(|source| AuditError::Rebuild { target: recorded.target.clone(), source })?;

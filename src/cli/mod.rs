@@ -188,6 +188,7 @@ fn plan(a: PlanArgs, l: &Loaded) -> Result<i32, Box<dyn std::error::Error>> {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    crate::interrupt::install();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -135,7 +135,7 @@ pub fn source(l: &Loaded, name: &str, blobs: &[(String, PathBuf)], out: &Path) -
     if let Some(u) = parts.iter().find(|p| !l.decl.sources.get(**p).is_some_and(|s| s.is_locked())) {
         return Err(StepError::Unlocked { source_name: u.to_string() });
     }
-    let tmp = tempfile::Builder::new().prefix("avac-source-").tempdir().map_err(io("creating a scratch directory"))?;
+    let tmp = atomic::scratch("avac-source").map_err(io("creating a scratch directory"))?;
     let st = Store::open(tmp.path().join("store")).map_err(|e| StepError::Build(e.into()))?;
     for (s, path) in blobs {
         let decl = l.decl.sources.get(s).ok_or_else(|| StepError::BadBlob { source_name: s.clone(), why: "is not a declared source".into() })?;
@@ -210,7 +210,7 @@ pub fn exec(l: &Loaded, e: &Exec) -> Result<(), StepError> {
     if planned.outputs != e.keep {
         return Err(stale("outputs", &e.keep, &planned.outputs));
     }
-    let scratch = tempfile::Builder::new().prefix("avac-step-").tempdir().map_err(io("creating the scratch directory"))?;
+    let scratch = atomic::scratch("avac-step").map_err(io("creating the scratch directory"))?;
     let root = scratch.path();
     std::fs::create_dir_all(root.join("work")).map_err(io("creating work/"))?;
     for (rel, path) in &e.inputs {

@@ -6,6 +6,13 @@
 //! relative paths, exactly as a Nix derivation would run it. Only when every
 //! step (validation included) succeeds are the artifact, its validation and
 //! optimization reports and its provenance renamed into the output directory.
+//!
+//! Builds may be killed and may run side by side: the output directory is
+//! checked (a directory, writable) and cleared of dead builds' temporaries
+//! before anything runs; the scratch directory is a claimed temporary
+//! ([`atomic::scratch`]); a step dies with its build; publishing holds the
+//! output directory's lock, so two builds' files never interleave, and
+//! first checks that the files fit, so a full disk publishes nothing.
 
 use super::plan;
 use crate::atomic;
@@ -99,6 +106,32 @@ pub enum BuildError {
         /// What the step printed.
         stderr: String,
     },
+    /// The output directory is unusable: not a directory, or not writable.
+    #[error("output directory `{}`: {source}\nhelp: give --out a writable directory", dir.display())]
+    OutDir {
+        /// The directory given.
+        dir: PathBuf,
+        /// Why it cannot be written.
+        source: std::io::Error,
+    },
+    /// The outputs do not fit in the output directory's file system.
+    #[error("no space left on device for the outputs in `{}`: they need {need} bytes, {available} are available\nhelp: free space there or choose another --out; nothing was published", dir.display())]
+    NoSpace {
+        /// The output directory.
+        dir: PathBuf,
+        /// Bytes publishing needs at its peak.
+        need: u64,
+        /// Bytes available.
+        available: u64,
+    },
+    /// Writing an output failed (its temporary was removed).
+    #[error("writing `{}`: {source}{}", path.display(), if source.kind() == std::io::ErrorKind::StorageFull { "\nhelp: the file system is full: free space and build again; the file was not written" } else { "" })]
+    Write {
+        /// The output.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
     /// I/O error.
     #[error("{what}: {source}")]
     Io {
@@ -136,7 +169,8 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
             v.args.extend(["--ort-python".to_string(), py.to_str().unwrap_or("python3").to_string()]);
         }
     }
-    let scratch = tempfile::Builder::new().prefix("avac-build-").tempdir().map_err(io("creating the scratch directory"))?;
+    prepare_out(&o.out)?;
+    let scratch = atomic::scratch("avac-build").map_err(io("creating the scratch directory"))?;
     let root = scratch.path();
     let repo_root = match &l.repo_root {
         Some(r) => r.clone(),
@@ -163,16 +197,11 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     }
     let threads = o.threads.to_string();
     for step in &plan.steps {
-        let out = Command::new(&o.exe)
-            .env_clear()
-            .envs(&step.env)
-            .current_dir(root)
-            .args(["--threads", &threads])
-            .args(&step.args)
-            .output()
-            .map_err(io(format!("running step {}", step.name)))?;
-        if !out.status.success() {
-            return Err(BuildError::Step { target: name.into(), step: step.name.into(), stderr: String::from_utf8_lossy(&out.stderr).trim_end().into() });
+        let mut cmd = Command::new(&o.exe);
+        cmd.env_clear().envs(&step.env).current_dir(root).args(["--threads", &threads]).args(&step.args);
+        let (status, stderr) = crate::interrupt::run_child(&mut cmd).map_err(io(format!("running step {}", step.name)))?;
+        if !status.success() {
+            return Err(BuildError::Step { target: name.into(), step: step.name.into(), stderr: String::from_utf8_lossy(&stderr).trim_end().into() });
         }
         if let Some(path) = step.outputs.iter().find(|p| !root.join(p).exists()) {
             return Err(BuildError::MissingOutput { target: name.into(), step: step.name.into(), path: path.clone() });
@@ -180,7 +209,6 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     }
 
     // Publish: every output renamed into place, the artifact last.
-    std::fs::create_dir_all(&o.out).map_err(io(format!("creating {}", o.out.display())))?;
     let mut digests = Vec::new();
     for p in plan.publish.iter().filter(|p| p.deterministic) {
         digests.push((p.name.clone(), store::hash_file(&root.join(&p.path))?.0));
@@ -188,19 +216,67 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     let avac_sha256 = store::hash_file(&o.exe)?.0;
     let provenance = provenance::statement(&plan.definition, &digests, Engine::Local, &avac_sha256, provenance::source_date().as_deref());
     let prov_path = o.out.join(format!("{}.provenance.json", target.artifact()));
+    let _publishing = atomic::lock_dir(&o.out).map_err(|source| BuildError::OutDir { dir: o.out.clone(), source })?;
+    let mut files: Vec<(PathBuf, PathBuf)> = plan.publish.iter().rev().map(|p| (root.join(&p.path), o.out.join(&p.name))).collect();
+    let prov_tmp = root.join(".provenance.json");
+    std::fs::write(&prov_tmp, &provenance).map_err(io("writing the provenance statement"))?;
+    files.push((prov_tmp, prov_path.clone()));
+    check_space(&o.out, &files)?;
     let mut outputs = Vec::new();
-    for p in plan.publish.iter().rev() {
-        let dest = o.out.join(&p.name);
-        atomic::copy(&root.join(&p.path), &dest)?;
+    for (p, (from, dest)) in plan.publish.iter().rev().zip(&files) {
+        atomic::copy(from, dest).map_err(|source| BuildError::Write { path: dest.clone(), source })?;
         if p.deterministic {
             let d = digests.iter().find(|(n, _)| n == &p.name).expect("hashed above").1.clone();
-            outputs.push((dest, d));
+            outputs.push((dest.clone(), d));
         }
     }
     outputs.reverse();
-    atomic::write(&prov_path, &provenance)?;
+    let (from, dest) = files.last().expect("the provenance");
+    atomic::copy(from, dest).map_err(|source| BuildError::Write { path: dest.clone(), source })?;
     outputs.push((prov_path, store::hash_bytes(&provenance)));
     Ok(BuildResult { outputs, report: o.out.join(format!("{}.validation.json", target.artifact())) })
+}
+
+/// Makes `out` a directory (following a symlink the user gave), removes
+/// the temporaries dead builds left in it and checks that it is writable,
+/// before anything is built.
+fn prepare_out(out: &Path) -> Result<(), BuildError> {
+    let fail = |source| BuildError::OutDir { dir: out.to_path_buf(), source };
+    if let Ok(m) = std::fs::symlink_metadata(out) {
+        let target = std::fs::metadata(out);
+        if m.file_type().is_symlink() && target.is_err() {
+            let to = std::fs::read_link(out).map(|t| t.display().to_string()).unwrap_or_default();
+            return Err(fail(std::io::Error::new(std::io::ErrorKind::NotFound, format!("is a symlink to `{to}`, which does not exist"))));
+        }
+        if !target.is_ok_and(|t| t.is_dir()) {
+            return Err(fail(std::io::Error::new(std::io::ErrorKind::NotADirectory, "exists and is not a directory")));
+        }
+    }
+    std::fs::create_dir_all(out).map_err(fail)?;
+    atomic::remove_stale(out);
+    // A file created and dropped: its temporary is removed at once.
+    drop(atomic::AtomicFile::create(&out.join("probe")).map_err(fail)?);
+    Ok(())
+}
+
+/// Fails unless the `(from, to)` copies fit beside what they replace: each
+/// is written whole before the file it replaces goes, so the peak is the
+/// largest running sum of new sizes less the old sizes already replaced
+/// (each rounded up to 4 KiB blocks).
+fn check_space(dir: &Path, files: &[(PathBuf, PathBuf)]) -> Result<(), BuildError> {
+    let blocks = |n: u64| n.div_ceil(4096) * 4096;
+    let (mut used, mut need) = (0i128, 0i128);
+    for (from, to) in files {
+        let new = std::fs::metadata(from).map_err(io(format!("reading {}", from.display())))?.len();
+        used += blocks(new) as i128;
+        need = need.max(used);
+        used -= std::fs::symlink_metadata(to).ok().filter(|m| m.is_file()).map_or(0, |m| blocks(m.len())) as i128;
+    }
+    let need = need.max(0) as u64;
+    match atomic::available_bytes(dir) {
+        Ok(available) if available < need => Err(BuildError::NoSpace { dir: dir.to_path_buf(), need, available }),
+        _ => Ok(()),
+    }
 }
 
 /// Verifies the declared source `name` (a `concat` source with its parts)

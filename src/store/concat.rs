@@ -141,7 +141,7 @@ fn join(store: &Store, name: &str, c: &ConcatSource, parts: &[(&str, &Source)], 
         copy_content(part, source, &blob, &mut w, &tmp_name).map_err(in_part)?;
     }
     let HashingWriter { hasher, len, .. } = w;
-    Ok(Joined { tmp: tmp.into_temp_path(), sha256: hex::encode(hasher.finalize()), size: len })
+    Ok(Joined { tmp: tmp.into_inner().into_temp_path(), sha256: hex::encode(hasher.finalize()), size: len })
 }
 
 /// `parts` must be the declared parts, in order, each one file.

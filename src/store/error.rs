@@ -66,13 +66,14 @@ pub enum StoreError {
         /// Size seen.
         actual: u64,
     },
-    /// A blob already in the store no longer matches its name.
-    #[error("store blob `{path}` is corrupt (sha256 {actual}); delete it and fetch again")]
+    /// A store entry is not the blob its name says and could not be
+    /// removed to be fetched again.
+    #[error("store entry `{path}` {why}\nhelp: remove it and fetch again")]
     CorruptBlob {
-        /// The blob.
+        /// The entry.
         path: PathBuf,
-        /// Its digest now.
-        actual: String,
+        /// What is wrong with it, and why it stayed.
+        why: String,
     },
     /// A string given as a digest is not 64 lowercase hex digits.
     #[error("`{digest}` is not a sha256 digest (64 lowercase hex digits)")]

@@ -194,7 +194,7 @@ fn network(store: &Store, name: &str, source: &Source, opts: &FetchOptions, pinn
 }
 
 fn pypi_fetch(store: &Store, name: &str, p: &PypiSource, sha256: Option<&str>) -> Result<(PathBuf, String, u64)> {
-    let dir = store.temp_dir("pip-")?;
+    let dir = store.temp_dir("pip")?;
     let wheel = pypi::pip_download(name, p, dir.path())?;
     add_wheel(store, name, &wheel, sha256)
 }

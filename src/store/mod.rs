@@ -42,17 +42,22 @@
 //! $AVAC_STORE | $XDG_CACHE_HOME/avac/store | $HOME/.cache/avac/store
 //! ├── sha256/<64 hex>     blobs, mode 0444, named by the sha256 of their bytes
 //! └── tmp/
-//!     ├── add-XXXXXX      a copy (or a concat source's joined parts) being
-//!     │                   hashed; renamed into sha256/ if it matches
+//!     ├── .add.avac-tmp-<pid>-XXXXXX   a copy (or a concat source's joined
+//!     │                   parts) being hashed; renamed into sha256/ if it matches
 //!     ├── <pin>.partial   a download in progress (or interrupted: resumed
 //!     │                   with `Range`); for `avac lock`, `url-<hash of URL>.partial`
-//!     └── pip-XXXXXX/     pip's download directory
+//!     ├── <pin>.lock      the entry's inter-process lock, while held
+//!     └── .pip.avac-tmp-<pid>-XXXXXX/  pip's download directory
 //! ```
 //!
 //! A blob is only ever created by renaming a fully written and hashed file
 //! from `tmp/` (same filesystem, so atomic); a failure leaves at most a
-//! `.partial` file worth resuming. Blobs are re-hashed whenever `fetch`
-//! finds them, so a corrupted store is reported, not used.
+//! `.partial` file worth resuming. Temporaries are claimed by their owner
+//! ([`crate::atomic`]): opening the store removes those of dead processes,
+//! and lock files nobody holds. Blobs are re-hashed whenever `fetch` finds
+//! them (under the entry's lock); an entry that is not the blob its name
+//! says — other bytes, a symlink (never followed), a directory — is removed
+//! with a warning and fetched again.
 //!
 //! # Fetch order
 //!

@@ -36,7 +36,7 @@ pub fn materialize(store: &Store, name: &str, source: &Source, dest_dir: &Path) 
     }
     let sha = source.sha256().ok_or_else(|| StoreError::NotLocked { name: name.to_owned() })?;
     let blob = store.blob_path(sha)?;
-    if !blob.is_file() {
+    if !store.contains(sha) {
         return Err(StoreError::NotInStore { name: name.to_owned(), sha256: sha.to_owned() });
     }
     fs::create_dir_all(dest_dir).map_err(io_err("create directory", dest_dir))?;

@@ -51,15 +51,84 @@ fn add_file_checks_the_digest_and_leaves_nothing_on_failure() {
     assert!(!store.contains("nope"));
 }
 
+/// A store entry with flipped bytes, or a symlink in its place (to other
+/// bytes, or to the right bytes outside the store: never followed), is
+/// removed and fetched again; the result is a regular, verified blob.
 #[test]
-fn corrupt_blob_is_reported() {
+fn corrupt_or_symlinked_entries_are_fetched_again() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path().join("store")).expect("store");
+    let body = payload(100);
+    fs::write(dir.path().join("v.bin"), &body).expect("write");
+    let src = Source::File(FileSource { path: "v.bin".into(), sha256: sha(&body), unpack: None });
+    let path = store.blob_path(&sha(&body)).expect("path");
+    let elsewhere = dir.path().join("elsewhere.bin");
+    fs::write(&elsewhere, &body).expect("write");
+    let other = dir.path().join("other.bin");
+    fs::write(&other, b"other bytes").expect("write");
+    let mut flipped = body.clone();
+    flipped[3] ^= 0x40;
+    let breakages: [(&str, &dyn Fn()); 4] = [
+        ("flipped bytes", &|| fs::write(&path, &flipped).expect("write")),
+        ("symlink to other bytes", &|| std::os::unix::fs::symlink(&other, &path).expect("symlink")),
+        ("symlink to the right bytes", &|| std::os::unix::fs::symlink(&elsewhere, &path).expect("symlink")),
+        ("a directory", &|| fs::create_dir(&path).expect("mkdir")),
+    ];
+    for (what, break_it) in breakages {
+        let _ = fs::remove_file(&path);
+        break_it();
+        assert!(!store.contains(&sha(&body)) || what == "flipped bytes", "{what}");
+        let blob = fetch(&store, "v", &src, &offline(dir.path())).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let meta = fs::symlink_metadata(&blob).expect("stat");
+        assert!(meta.is_file(), "{what}: not a regular file");
+        assert_eq!(fs::read(&blob).expect("read"), body, "{what}");
+        assert_eq!(fs::read(&other).expect("read"), b"other bytes", "{what}: the symlink's target was written");
+    }
+    assert_eq!(list_files(&store.root().join("tmp")), Vec::<String>::new());
+}
+
+/// Without a way to fetch it again, a corrupt entry is still removed, and
+/// the error is the usual one of a missing source.
+#[test]
+fn a_corrupt_entry_that_cannot_be_refetched_is_reported_missing() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("store")).expect("store");
     let body = payload(10);
     let path = store.blob_path(&sha(&body)).expect("path");
     fs::write(&path, b"not it").expect("write");
     let e = fetch(&store, "c", &url_src(&body, "c.bin"), &offline(dir.path())).expect_err("corrupt");
-    assert!(matches!(e, StoreError::CorruptBlob { .. }), "{e:?}");
+    assert!(matches!(e, StoreError::OfflineMissing { .. }), "{e:?}");
+    assert!(!path.exists());
+}
+
+/// What a killed process leaves in `tmp/` — a claimed temporary, a
+/// temporary directory, an entry lock — is removed when the store is next
+/// opened; a partial download is kept to be resumed, and a live holder's
+/// lock and temporaries are left alone.
+#[test]
+fn opening_the_store_removes_what_dead_processes_left() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path().join("store")).expect("store");
+    let tmp = store.root().join("tmp");
+    let mut c = std::process::Command::new("true").spawn().expect("spawn");
+    let dead = c.id();
+    c.wait().expect("wait");
+    fs::write(tmp.join(format!(".add.avac-tmp-{dead}-aB3dE9")), b"half").expect("write");
+    fs::create_dir(tmp.join(format!(".pip.avac-tmp-{dead}-x1Y2z3"))).expect("mkdir");
+    fs::write(tmp.join(format!("{}.lock", sha(b"dead"))), b"").expect("write");
+    fs::write(tmp.join(format!("{}.partial", sha(b"resume"))), b"first bytes").expect("write");
+    let held = store.lock_entry(&sha(b"live")).expect("lock");
+    let live = store.temp_file().expect("temp");
+    Store::open(store.root()).expect("reopen");
+    assert!(!tmp.join(format!(".pip.avac-tmp-{dead}-x1Y2z3")).exists());
+    let mut left = list_files(&tmp);
+    left.retain(|n| !n.starts_with(".add.avac-tmp-") || n.contains(&format!("-{}-", std::process::id())));
+    let mut want =
+        vec![format!("{}.lock", sha(b"live")), format!("{}.partial", sha(b"resume")), live.path().file_name().expect("name").to_string_lossy().into_owned()];
+    want.sort();
+    assert_eq!(left, want);
+    drop((held, live));
+    assert_eq!(list_files(&tmp), vec![format!("{}.partial", sha(b"resume"))]);
 }
 
 #[test]
