@@ -251,9 +251,16 @@ impl Package {
     }
 
     /// The tokenizer the package ships.
+    ///
+    /// The file must be JSON before the `tokenizers` crate sees it: that
+    /// crate panics (`expect("Helper")` in its decoder) rather than erring on
+    /// some malformed JSON (fuzz/regressions/package/).
     pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer, PackageError> {
         let p = self.dir.join("tokenizer.json");
-        tokenizers::Tokenizer::from_file(&p).map_err(|e| PackageError::Dir { dir: PathBuf::from(&self.display), why: format!("tokenizer.json: {e}") })
+        let bad = |why: String| PackageError::Dir { dir: PathBuf::from(&self.display), why: format!("tokenizer.json: {why}") };
+        let bytes = std::fs::read(&p).map_err(io_err(&p))?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+        tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| bad(e.to_string()))
     }
 
     fn stored(&self, name: &str, dtype: Dtype) -> Result<(Vec<usize>, Vec<u8>), Gemma3Error> {

@@ -251,6 +251,18 @@ fn tampered_packages_are_refused_naming_the_fault() {
     assert!(e.contains("p.tar") && e.contains("truncated"), "{e}");
 }
 
+/// Found by `cargo fuzz run package`: a package whose `tokenizer.json` is not
+/// JSON made the `tokenizers` crate panic inside its decoder's deserializer.
+#[test]
+fn a_tokenizer_json_that_is_not_json_is_refused_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("p.tar");
+    std::fs::write(&t, include_bytes!("../../fuzz/regressions/package/tokenizer-json-not-json.tar")).unwrap();
+    let pkg = Package::open(&t).unwrap();
+    let e = pkg.tokenizer().err().unwrap().to_string();
+    assert!(e.contains("p.tar") && e.contains("tokenizer.json: not JSON"), "{e}");
+}
+
 /// Keys of a JSON object, in order.
 fn keys(v: &serde_json::Value) -> Vec<&str> {
     v.as_object().unwrap().keys().map(String::as_str).collect()
