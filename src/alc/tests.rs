@@ -287,7 +287,18 @@ fn a_hostile_tokenizer_is_refused_when_packaged_and_when_opened_naming_the_archi
     assert!(!e.contains("avac-package-"), "the message names the private extraction directory: {e}");
 }
 
-/// Keys of a JSON object, in order./// Keys of a JSON object, in order.
+/// Found by `cargo fuzz run package`: a package whose `tokenizer.json` is not
+/// JSON made the `tokenizers` crate panic inside its decoder's deserializer.
+#[test]
+fn a_tokenizer_json_that_is_not_json_is_refused_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("p.tar");
+    std::fs::write(&t, include_bytes!("../../fuzz/regressions/package/tokenizer-json-not-json.tar")).unwrap();
+    let e = Package::open(&t).err().unwrap().to_string();
+    assert!(e.contains("p.tar/tokenizer.json: not valid JSON"), "{e}");
+}
+
+/// Keys of a JSON object, in order.
 fn keys(v: &serde_json::Value) -> Vec<&str> {
     v.as_object().unwrap().keys().map(String::as_str).collect()
 }
