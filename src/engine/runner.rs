@@ -216,6 +216,7 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     let avac_sha256 = store::hash_file(&o.exe)?.0;
     let provenance = provenance::statement(&plan.definition, &digests, Engine::Local, &avac_sha256, provenance::source_date().as_deref());
     let prov_path = o.out.join(format!("{}.provenance.json", target.artifact()));
+    std::fs::create_dir_all(&o.out).map_err(|source| BuildError::OutDir { dir: o.out.clone(), source })?;
     let _publishing = atomic::lock_dir(&o.out).map_err(|source| BuildError::OutDir { dir: o.out.clone(), source })?;
     let mut files: Vec<(PathBuf, PathBuf)> = plan.publish.iter().rev().map(|p| (root.join(&p.path), o.out.join(&p.name))).collect();
     let prov_tmp = root.join(".provenance.json");
@@ -237,9 +238,9 @@ pub fn build(l: &Loaded, name: &str, o: &BuildOptions) -> Result<BuildResult, Bu
     Ok(BuildResult { outputs, report: o.out.join(format!("{}.validation.json", target.artifact())) })
 }
 
-/// Makes `out` a directory (following a symlink the user gave), removes
-/// the temporaries dead builds left in it and checks that it is writable,
-/// before anything is built.
+/// Checks, before anything is built, that `out` is (or can become) a
+/// writable directory (following a symlink the user gave), and removes the
+/// temporaries dead builds left in it.
 fn prepare_out(out: &Path) -> Result<(), BuildError> {
     let fail = |source| BuildError::OutDir { dir: out.to_path_buf(), source };
     if let Ok(m) = std::fs::symlink_metadata(out) {
@@ -252,10 +253,24 @@ fn prepare_out(out: &Path) -> Result<(), BuildError> {
             return Err(fail(std::io::Error::new(std::io::ErrorKind::NotADirectory, "exists and is not a directory")));
         }
     }
-    std::fs::create_dir_all(out).map_err(fail)?;
-    atomic::remove_stale(out);
+    // A directory that does not exist yet is created only when publishing
+    // (a failed build leaves no empty one behind); its nearest existing
+    // ancestor must take files now.
+    let mut dir = out;
+    while !dir.exists() {
+        dir = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    if !dir.is_dir() {
+        return Err(fail(std::io::Error::new(std::io::ErrorKind::NotADirectory, format!("`{}` is not a directory", dir.display()))));
+    }
+    if dir == out {
+        atomic::remove_stale(out);
+    }
     // A file created and dropped: its temporary is removed at once.
-    drop(atomic::AtomicFile::create(&out.join("probe")).map_err(fail)?);
+    drop(atomic::AtomicFile::create(&dir.join("probe")).map_err(fail)?);
     Ok(())
 }
 
