@@ -116,11 +116,21 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PackageError + '_ {
     move |source| PackageError::Io { path: path.to_path_buf(), source }
 }
 
+/// A checked parameter directory.
+struct Checked {
+    /// Its files, sorted.
+    files: Vec<String>,
+    /// The parsed `mlc-chat-config.json`.
+    chat: ChatConfig,
+    /// The loaded `tokenizer.json`, when it carries one.
+    tokenizer: Option<Tokenizer>,
+}
+
 /// The files of a parameter directory, checked: the chat config, the tensor
 /// cache and its shards, the tokenizer files it lists (`tokenizer.json`
 /// loaded, so a package never carries one that cannot encode), nothing
 /// else. Errors name `shown` (the user's directory or archive), not `dir`.
-fn dir_files(dir: &Path, shown: &Path) -> Result<Vec<String>, PackageError> {
+fn dir_files(dir: &Path, shown: &Path) -> Result<Checked, PackageError> {
     let bad = |why: String| PackageError::Dir { dir: shown.to_path_buf(), why };
     let member_io = |name: &str| {
         let at = shown.join(name);
@@ -156,10 +166,11 @@ fn dir_files(dir: &Path, shown: &Path) -> Result<Vec<String>, PackageError> {
         let extra: Vec<_> = found.iter().filter(|f| !expected.contains(f)).collect();
         return Err(bad(format!("files do not match the package layout (missing {missing:?}, unexpected {extra:?})")));
     }
-    if found.iter().any(|f| f == TOKENIZER_JSON) {
-        Tokenizer::load_as(&dir.join(TOKENIZER_JSON), shown.join(TOKENIZER_JSON).display().to_string())?;
-    }
-    Ok(found)
+    let tokenizer = match found.iter().any(|f| f == TOKENIZER_JSON) {
+        true => Some(Tokenizer::load_as(&dir.join(TOKENIZER_JSON), shown.join(TOKENIZER_JSON).display().to_string())?),
+        false => None,
+    };
+    Ok(Checked { files: found, chat, tokenizer })
 }
 
 /// Writes the package archive `out` from the parameter directory `dir`,
@@ -175,7 +186,7 @@ pub fn assemble(
     options: &tar::Options,
     zstd: bool,
 ) -> Result<(tar::Written, Option<tar::Written>), PackageError> {
-    let files = dir_files(dir, dir)?;
+    let files = dir_files(dir, dir)?.files;
     if files.iter().any(|f| f == BUILD_DEFINITION_FILE) {
         return Err(PackageError::Dir { dir: dir.to_path_buf(), why: format!("{BUILD_DEFINITION_FILE} belongs to the package, not the parameter directory") });
     }
@@ -226,6 +237,7 @@ pub struct Package {
     pub libs: Vec<String>,
     /// The [`BUILD_DEFINITION_FILE`] it carries, as stored.
     pub build_definition: Option<Vec<u8>>,
+    tokenizer: Option<Tokenizer>,
 }
 
 impl Package {
@@ -255,18 +267,16 @@ impl Package {
                 (params.path().to_path_buf(), Some(params), libs)
             }
         };
-        dir_files(&dir, path)?;
-        let model = |source| PackageError::ChatConfig { path: display.clone(), source };
-        let chat = chat_config::parse(&std::fs::read(dir.join(chat_config::FILE)).map_err(io_err(&path.join(chat_config::FILE)))?).map_err(model)?;
+        let Checked { chat, tokenizer, .. } = dir_files(&dir, path)?;
         let cache = TensorCache::read(&dir).map_err(|source| PackageError::Cache { path: display.clone(), source })?;
         let definition = dir.join(BUILD_DEFINITION_FILE);
         let build_definition = if definition.is_file() { Some(std::fs::read(&definition).map_err(io_err(&path.join(BUILD_DEFINITION_FILE)))?) } else { None };
-        Ok(Package { dir, _extracted: extracted, display, chat, cache, libs, build_definition })
+        Ok(Package { dir, _extracted: extracted, display, chat, cache, libs, build_definition, tokenizer })
     }
 
-    /// The tokenizer the package ships.
-    pub fn tokenizer(&self) -> Result<Tokenizer, PackageError> {
-        Ok(Tokenizer::load_as(&self.dir.join(TOKENIZER_JSON), format!("{}/{TOKENIZER_JSON}", self.display))?)
+    /// The tokenizer the package ships (loaded when it was opened).
+    pub fn tokenizer(&self) -> Result<&Tokenizer, PackageError> {
+        self.tokenizer.as_ref().ok_or_else(|| PackageError::Dir { dir: PathBuf::from(&self.display), why: format!("no {TOKENIZER_JSON}") })
     }
 
     fn stored(&self, name: &str, dtype: Dtype) -> Result<(Vec<usize>, Vec<u8>), Gemma3Error> {

@@ -342,15 +342,6 @@ fn check<'a>(t: &GgufTokenizer<'a>, file: &str) -> Result<Checked<'a>> {
         return Err(HfTokenizerError::TooManyTokens { file: f(), n, max: MAX_VOCAB });
     }
     let mut scan = 0u64;
-    for (i, token) in tokens.iter().enumerate() {
-        if token.len() > MAX_PIECE_BYTES {
-            return Err(HfTokenizerError::TokenTooLong { file: f(), id: i as u32, len: token.len(), max: MAX_PIECE_BYTES });
-        }
-        scan += (token.len() as u64).pow(2);
-    }
-    if scan > MAX_MERGE_SCAN {
-        return Err(HfTokenizerError::MergeScanTooLarge { file: f(), scan, max: MAX_MERGE_SCAN });
-    }
     let mut ids = HashMap::with_capacity(n);
     let mut types = Vec::with_capacity(n);
     for (i, token) in tokens.iter().enumerate() {
@@ -358,6 +349,10 @@ fn check<'a>(t: &GgufTokenizer<'a>, file: &str) -> Result<Checked<'a>> {
         if token.is_empty() {
             return Err(HfTokenizerError::EmptyToken { file: f(), id });
         }
+        if token.len() > MAX_PIECE_BYTES {
+            return Err(HfTokenizerError::TokenTooLong { file: f(), id, len: token.len(), max: MAX_PIECE_BYTES });
+        }
+        scan += (token.len() as u64).pow(2);
         if let Some(first) = ids.insert(token.as_str(), id) {
             return Err(HfTokenizerError::DuplicateToken { file: f(), token: token.clone(), first, second: id });
         }
@@ -367,6 +362,9 @@ fn check<'a>(t: &GgufTokenizer<'a>, file: &str) -> Result<Checked<'a>> {
         let raw = t.token_types.map_or(1, |tt| tt[i]);
         let ty = TokenType::from_i32(raw).ok_or_else(|| HfTokenizerError::UnknownTokenType { file: f(), id, token: token.clone(), token_type: raw })?;
         types.push(ty);
+    }
+    if scan > MAX_MERGE_SCAN {
+        return Err(HfTokenizerError::MergeScanTooLarge { file: f(), scan, max: MAX_MERGE_SCAN });
     }
     for byte in 0..=255u8 {
         if !ids.contains_key(byte_token(byte).as_str()) {

@@ -115,15 +115,14 @@ fn count(n: usize, max: usize, what: &str) -> Result<(), String> {
 fn too_deep(v: &Value) -> Option<usize> {
     let mut stack = vec![(v, 1usize)];
     while let Some((v, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match v {
-            Value::Array(a) => Box::new(a.iter()),
-            Value::Object(o) => Box::new(o.values()),
-            _ => continue,
-        };
-        if depth > MAX_JSON_DEPTH {
+        if matches!(v, Value::Array(_) | Value::Object(_)) && depth > MAX_JSON_DEPTH {
             return Some(depth);
         }
-        stack.extend(children.map(|c| (c, depth + 1)));
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, depth + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|c| (c, depth + 1))),
+            _ => {}
+        }
     }
     None
 }
