@@ -4,6 +4,7 @@
 //! ```text
 //! checkpoint (GGUF | HF dir) ──quantize──▶ parameter dir ──package──▶ .tar [.tar.zst]
 //!   checkpoint.rs, hf.rs       quantize.rs   chat_config.rs  package.rs
+//!   calibration text ─────────▶ calibrate.rs (GPTQ, layer by layer)
 //!                                                                 │
 //!        source ─────────────────────validate (validate.rs)◀──────┘
 //! ```
@@ -11,6 +12,7 @@
 //! Each step is an `avac alc <step>` process (see `src/cli/alc.rs`); the
 //! runner chains them for `rule = "alc"` targets.
 
+pub mod calibrate;
 pub mod chat_config;
 pub mod checkpoint;
 pub mod hf;

@@ -44,12 +44,14 @@
 //! writer buffer, whatever the model size. The report records the peak RSS
 //! the process reached (Linux `VmHWM`).
 
+use super::calibrate;
 use super::chat_config;
 use super::checkpoint::{Checkpoint, CheckpointError};
 use crate::model::gemma3::names::{self, Kind, Name};
 use crate::model::gemma3::{Gemma3Config, Gemma3Error};
 use crate::package::tensor_cache::{Dtype, ShardWriter, TensorCacheError, DEFAULT_SHARD_CAP};
-use crate::quant::q4::{self, Q4Error, Q4Spec, ScaleRule};
+use crate::quant::q4::{self, Q4Error, Q4Spec, Q4Tensor, ScaleRule};
+use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -126,6 +128,25 @@ pub enum QuantizeError {
         /// The file name.
         name: String,
     },
+    /// GPTQ could not quantize a weight.
+    #[error("{checkpoint}: {tensor}: {source}")]
+    Gptq {
+        /// The checkpoint.
+        checkpoint: String,
+        /// The HF tensor names stacked into the weight, joined by ` + `.
+        tensor: String,
+        /// The quantizer's error.
+        source: q4::Q4GptqError,
+    },
+    /// The calibration text cannot serve (too short, not encodable).
+    #[error("calibration text: {why}")]
+    Calibration {
+        /// What is wrong.
+        why: String,
+    },
+    /// `gptq` is asked for but no calibration text was given.
+    #[error("quantize.gptq needs a calibration text (--calibration FILE; a target's `calibration` source)")]
+    MissingCalibration,
     /// Writing a file of the output failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -148,7 +169,31 @@ pub struct AlcQuantizeParams {
     /// Shard size cap in bytes (MLC's 32 MiB by default).
     #[serde(default = "default_cap")]
     pub shard_cap: u64,
+    /// Calibrated codes by GPTQ ([`super::calibrate`]); absent: each
+    /// weight's nearest code (round to nearest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gptq: Option<GptqSettings>,
 }
+
+/// How GPTQ calibrates (a target's `quantize.gptq` table).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GptqSettings {
+    /// Calibration sequences (the seed's 512).
+    pub calibration_samples: usize,
+    /// Tokens per sequence, `<bos>` included.
+    pub seq_len: usize,
+    /// Damping of the second moments, relative to their mean diagonal.
+    pub damp: f64,
+    /// Visit columns by decreasing input energy, scales fixed up front.
+    pub act_order: bool,
+    /// Seed of the sequences' offsets in the text.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// Most calibration sequences accepted (memory grows with their total length).
+pub const MAX_CALIBRATION_TOKENS: usize = 1 << 20;
 
 fn default_cap() -> u64 {
     DEFAULT_SHARD_CAP
@@ -156,7 +201,7 @@ fn default_cap() -> u64 {
 
 impl Default for AlcQuantizeParams {
     fn default() -> Self {
-        AlcQuantizeParams { group_size: 128, scale: ScaleRule::MaxAbs, shard_cap: DEFAULT_SHARD_CAP }
+        AlcQuantizeParams { group_size: 128, scale: ScaleRule::MaxAbs, shard_cap: DEFAULT_SHARD_CAP, gptq: None }
     }
 }
 
@@ -173,6 +218,21 @@ impl AlcQuantizeParams {
         if self.shard_cap == 0 {
             return Err(QuantizeError::Param { param: "shard_cap", why: "must be positive".into() });
         }
+        if let Some(g) = &self.gptq {
+            let param = |param, why: &str| Err(QuantizeError::Param { param, why: why.into() });
+            if g.calibration_samples == 0 {
+                return param("gptq.calibration_samples", "must be positive");
+            }
+            if g.seq_len < 2 {
+                return param("gptq.seq_len", "must be at least 2 (<bos> and one token)");
+            }
+            if g.calibration_samples.checked_mul(g.seq_len).is_none_or(|t| t > MAX_CALIBRATION_TOKENS) {
+                return param("gptq.calibration_samples", &format!("samples × seq_len must be at most {MAX_CALIBRATION_TOKENS} tokens"));
+            }
+            if !(g.damp > 0.0 && g.damp <= 1.0) {
+                return param("gptq.damp", "must be a number in (0, 1]");
+            }
+        }
         Ok(())
     }
 }
@@ -184,6 +244,10 @@ pub struct AlcQuantizeReport {
     pub quantization: String,
     /// Group size used.
     pub group_size: usize,
+    /// How codes were chosen: `round_to_nearest` or `gptq`.
+    pub method: &'static str,
+    /// Calibration positions (sequences × length), 0 without calibration.
+    pub calibration_tokens: u64,
     /// Source tensor elements (before fusing or quantizing).
     pub source_params: u64,
     /// Bytes of the source tensors as f32 (the benchmark's throughput base).
@@ -226,7 +290,16 @@ fn plan(layers: usize) -> Vec<Param> {
 /// Quantizes `ckpt` into the directory `out` (created; it must not exist):
 /// `tensor-cache.json`, `params_shard_*.bin`, `mlc-chat-config.json` and the
 /// tokenizer files. Nothing is left at `out` on error.
-pub fn run(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, out: &Path) -> Result<AlcQuantizeReport, QuantizeError> {
+///
+/// With `params.gptq`, `calibration` is the calibration text and `progress`
+/// hears of each calibrated layer (done, total).
+pub fn run(
+    ckpt: &dyn Checkpoint,
+    params: &AlcQuantizeParams,
+    calibration: Option<&str>,
+    out: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<AlcQuantizeReport, QuantizeError> {
     params.check()?;
     let checkpoint = || ckpt.display().to_string();
     let cfg = ckpt.config().clone();
@@ -242,10 +315,24 @@ pub fn run(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, out: &Path) -> Res
     if out.exists() {
         return Err(QuantizeError::OutputExists { path: out.to_path_buf() });
     }
+    let spec = Q4Spec { group: params.group_size, scale_rule: params.scale };
+    // Calibrated tensors are computed first (the embedding, first in MLC's
+    // order, is calibrated last), then written in order with the rest.
+    let (calibrated, calibration_tokens) = match &params.gptq {
+        None => (BTreeMap::new(), 0),
+        Some(g) => {
+            let text = calibration.ok_or(QuantizeError::MissingCalibration)?;
+            let tok = tokenizer(ckpt)?;
+            let seqs = calibrate::calibration_set(&tok, ckpt.special_ids().bos, text, g)?;
+            let tokens = seqs.iter().map(|s| s.len() as u64).sum();
+            (calibrate::gptq_model(ckpt, &cfg, spec, g, &seqs, progress)?, tokens)
+        }
+    };
     // `atomic::dir` reports its own I/O errors; the step's error is kept aside.
     let (mut report, mut failed) = (None, None);
-    crate::atomic::dir(out, |tmp: &Path| match write_package_dir(ckpt, params, &cfg, tmp) {
-        Ok(r) => {
+    crate::atomic::dir(out, |tmp: &Path| match write_package_dir(ckpt, params, &cfg, &calibrated, tmp) {
+        Ok(mut r) => {
+            r.calibration_tokens = calibration_tokens;
             report = Some(r);
             Ok(())
         }
@@ -270,7 +357,37 @@ fn read(ckpt: &dyn Checkpoint, cfg: &Gemma3Config, name: Name) -> Result<Vec<f32
     Ok(v)
 }
 
-fn write_package_dir(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, cfg: &Gemma3Config, dir: &Path) -> Result<AlcQuantizeReport, QuantizeError> {
+/// The checkpoint's `tokenizer.json`, through the bounded loader.
+fn tokenizer(ckpt: &dyn Checkpoint) -> Result<crate::formats::tokenizer::Tokenizer, QuantizeError> {
+    let files = ckpt.tokenizer_files()?;
+    let (_, bytes) = files.into_iter().find(|(n, _)| n == "tokenizer.json").ok_or_else(|| QuantizeError::Calibration { why: format!("{} has no tokenizer.json", ckpt.display()) })?;
+    crate::formats::tokenizer::Tokenizer::from_bytes(format!("{}/tokenizer.json", ckpt.display()), bytes).map_err(|e| QuantizeError::Calibration { why: e.to_string() })
+}
+
+/// The source tensors `parts` stacked along the output axis: the weight,
+/// its output and input dimensions.
+pub(super) fn read_stacked(ckpt: &dyn Checkpoint, cfg: &Gemma3Config, parts: &[Name]) -> Result<(Vec<f32>, usize, usize), QuantizeError> {
+    let mut w = Vec::new();
+    let mut out_dim = 0;
+    for &n in parts {
+        let v = read(ckpt, cfg, n)?;
+        out_dim += n.shape(cfg)[0];
+        if w.is_empty() {
+            w = v;
+        } else {
+            w.extend_from_slice(&v);
+        }
+    }
+    Ok((w, out_dim, parts[0].shape(cfg)[1]))
+}
+
+fn write_package_dir(
+    ckpt: &dyn Checkpoint,
+    params: &AlcQuantizeParams,
+    cfg: &Gemma3Config,
+    calibrated: &BTreeMap<String, Q4Tensor>,
+    dir: &Path,
+) -> Result<AlcQuantizeReport, QuantizeError> {
     let checkpoint = || ckpt.display().to_string();
     let cache_err = |source: TensorCacheError| QuantizeError::Cache { checkpoint: checkpoint(), source };
     let spec = Q4Spec { group: params.group_size, scale_rule: params.scale };
@@ -287,24 +404,16 @@ fn write_package_dir(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, cfg: &Ge
             writer.add(&p.mlc, &n.shape(cfg), Dtype::BF16, &bytes).map_err(cache_err)?;
             continue;
         }
-        let mut w = Vec::new();
-        let mut out_dim = 0;
-        for &n in &p.parts {
-            let v = read(ckpt, cfg, n)?;
-            out_dim += n.shape(cfg)[0];
-            source_params += v.len() as u64;
-            if w.is_empty() {
-                w = v;
-            } else {
-                w.extend_from_slice(&v);
-            }
-        }
-        let in_dim = p.parts[0].shape(cfg)[1];
-        let t = q4::quantize_groups_with(&w, out_dim, in_dim, spec).map_err(|source| QuantizeError::Quantize {
-            checkpoint: checkpoint(),
-            tensor: p.parts.iter().map(|n| n.hf()).collect::<Vec<_>>().join(" + "),
-            source,
-        })?;
+        let (w, out_dim, in_dim) = read_stacked(ckpt, cfg, &p.parts)?;
+        source_params += w.len() as u64;
+        let t = match calibrated.get(&p.mlc) {
+            Some(t) => t.clone(),
+            None => q4::quantize_groups_with(&w, out_dim, in_dim, spec).map_err(|source| QuantizeError::Quantize {
+                checkpoint: checkpoint(),
+                tensor: p.parts.iter().map(|n| n.hf()).collect::<Vec<_>>().join(" + "),
+                source,
+            })?,
+        };
         err.add(&w, &t, kind == Kind::Embedding);
         drop(w);
         writer.add(&format!("{}.q_weight", p.mlc), &t.q_weight_shape(), Dtype::U32, &t.q_weight_le_bytes()).map_err(cache_err)?;
@@ -327,6 +436,8 @@ fn write_package_dir(ckpt: &dyn Checkpoint, params: &AlcQuantizeParams, cfg: &Ge
     Ok(AlcQuantizeReport {
         quantization: params.quantization_name().into(),
         group_size: params.group_size,
+        method: if params.gptq.is_some() { "gptq" } else { "round_to_nearest" },
+        calibration_tokens: 0,
         source_params,
         source_f32_bytes: source_params * 4,
         records: cache.metadata.param_size,

@@ -80,7 +80,7 @@ fn package_holds_exactly_the_quantized_source() {
     let src = Mem::new();
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("pkg");
-    let r = quantize(&src, &params(32), &out).unwrap();
+    let r = quantize(&src, &params(32), None, &out, &mut |_, _| {}).unwrap();
     assert_eq!(r.source_params, src.t.values().map(|(_, v)| v.len() as u64).sum::<u64>());
     let pkg = Package::open(&out).unwrap();
     assert_eq!(pkg.chat.model, src.cfg);
@@ -130,7 +130,7 @@ fn same_bytes_for_any_thread_count_and_a_small_shard_cap_splits() {
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| quantize(&src, &p, &out).map(|_| ()).map_err(|e| e.to_string()))
+            .install(|| quantize(&src, &p, None, &out, &mut |_, _| {}).map(|_| ()).map_err(|e| e.to_string()))
             .unwrap();
         runs.push(files(&out));
     }
@@ -178,12 +178,12 @@ fn bad_checkpoints_are_refused_and_nothing_is_written() {
     for (break_it, want) in cases {
         let mut m = Mem::new();
         break_it(&mut m);
-        let e = quantize(&m, &params(32), &out).unwrap_err().to_string();
+        let e = quantize(&m, &params(32), None, &out, &mut |_, _| {}).unwrap_err().to_string();
         assert!(e.contains(want), "{e} (wanted {want:?})");
         assert!(!out.exists() && std::fs::read_dir(d.path()).unwrap().count() == 0, "something was left behind for {want}");
     }
     // A group that does not divide a row (down_proj has 96 inputs).
-    let e = quantize(&Mem::new(), &params(64), &out).unwrap_err().to_string();
+    let e = quantize(&Mem::new(), &params(64), None, &out, &mut |_, _| {}).unwrap_err().to_string();
     assert!(e.contains("down_proj") && e.contains("64"), "{e}");
     assert!(!out.exists());
 }
@@ -202,7 +202,7 @@ fn so(dir: &Path, cc: &str, out: &str) -> std::path::PathBuf {
 fn tar_is_deterministic_loads_whole_and_refuses_wrong_abi_libs() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("pkg");
-    quantize(&Mem::new(), &params(32), &dir).unwrap();
+    quantize(&Mem::new(), &params(32), None, &dir, &mut |_, _| {}).unwrap();
     let arm = so(d.path(), "aarch64-linux-gnu-gcc", "libarm.so");
     let x86 = so(d.path(), "cc", "libx86.so");
     let libs = vec![NativeLib { abi: Abi::Arm64V8a, file: arm, name: "libavac_runtime.so".into() }];
@@ -235,7 +235,7 @@ fn tar_is_deterministic_loads_whole_and_refuses_wrong_abi_libs() {
 fn tampered_packages_are_refused_naming_the_fault() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("pkg");
-    quantize(&Mem::new(), &params(32), &dir).unwrap();
+    quantize(&Mem::new(), &params(32), None, &dir, &mut |_, _| {}).unwrap();
     // A flipped byte in a shard: md5 mismatch.
     let shard = dir.join("params_shard_0.bin");
     let mut b = std::fs::read(&shard).unwrap();
@@ -263,7 +263,7 @@ fn tampered_packages_are_refused_naming_the_fault() {
 fn a_hostile_tokenizer_is_refused_when_packaged_and_when_opened_naming_the_archive_member() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("pkg");
-    quantize(&Mem::new(), &params(32), &dir).unwrap();
+    quantize(&Mem::new(), &params(32), None, &dir, &mut |_, _| {}).unwrap();
     let good = std::fs::read(dir.join("tokenizer.json")).unwrap();
     // Not JSON: alc package used to accept it, and alc run then panicked.
     std::fs::write(dir.join("tokenizer.json"), b"\x00\x01 not json").unwrap();
@@ -308,7 +308,7 @@ fn validation_report_has_the_documented_keys_in_order() {
     let src = Mem::new();
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("pkg");
-    quantize(&src, &params(32), &dir).unwrap();
+    quantize(&src, &params(32), None, &dir, &mut |_, _| {}).unwrap();
     let pkg = Package::open(&dir).unwrap();
     let text: String = (0..40).map(|i| format!("t{} ", (i * 37 + 5) % 300)).collect();
     let p = AlcValidateParams { min_tokens: 20, prompts: vec!["t5 t9".into()], max_new: 3, min_top1_agreement: 1.1, ..AlcValidateParams::default() };

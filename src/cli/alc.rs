@@ -113,6 +113,9 @@ pub(super) enum AlcCmd {
         /// Group size when no --params is given.
         #[arg(long, default_value_t = 128)]
         group_size: usize,
+        /// The calibration text (UTF-8), for parameters with `gptq`.
+        #[arg(long)]
+        calibration: Option<PathBuf>,
         /// Output directory (must not exist).
         #[arg(long)]
         out: PathBuf,
@@ -199,6 +202,19 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AlcError + '_ {
     move |source| AlcError::Io { path: path.to_path_buf(), source }
 }
 
+/// Largest text file read (validation, scoring and calibration texts).
+const MAX_TEXT_BYTES: u64 = 64 << 20;
+
+/// A UTF-8 text file, refused past [`MAX_TEXT_BYTES`] before it is read.
+fn read_text(path: &Path) -> Result<String, AlcError> {
+    let size = std::fs::metadata(path).map_err(io_err(path))?.len();
+    if size > MAX_TEXT_BYTES {
+        let e = std::io::Error::other(format!("{size} bytes; a text is at most {MAX_TEXT_BYTES}"));
+        return Err(AlcError::Io { path: path.to_path_buf(), source: e });
+    }
+    std::fs::read_to_string(path).map_err(io_err(path))
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AlcError> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     serde_json::from_slice(&bytes).map_err(|source| AlcError::Json { path: path.to_path_buf(), source })
@@ -263,13 +279,20 @@ fn run_step(cmd: AlcCmd) -> Result<i32, AlcError> {
             atomic::write(&out, &json).map_err(io_err(&out))?;
             Ok(0)
         }
-        AlcCmd::Quantize { source, params, group_size, out, report, timing } => {
+        AlcCmd::Quantize { source, params, group_size, calibration, out, report, timing } => {
             let params: AlcQuantizeParams = match params {
                 Some(p) => read_json(&p)?,
                 None => AlcQuantizeParams { group_size, ..AlcQuantizeParams::default() },
             };
+            let text = calibration.as_deref().map(read_text).transpose()?;
             let start = std::time::Instant::now();
-            let r = alc::with_checkpoint(&source, |c| alc::quantize::run(c, &params, &out).map_err(AlcError::from))?;
+            let pb = super::progress::bar("calibrating layers");
+            let mut progress = |done: usize, total: usize| {
+                pb.set_length(total as u64);
+                pb.set_position(done as u64);
+            };
+            let r = alc::with_checkpoint(&source, |c| alc::quantize::run(c, &params, text.as_deref(), &out, &mut progress).map_err(AlcError::from))?;
+            pb.finish_and_clear();
             let secs = start.elapsed().as_secs_f64();
             eprintln!(
                 "quantized {} params to {} ({} records, {} shards, {:.3} bits/param) in {secs:.1} s",
@@ -310,7 +333,7 @@ fn run_step(cmd: AlcCmd) -> Result<i32, AlcError> {
                 Some(p) => read_json(&p)?,
                 None => AlcValidateParams::default(),
             };
-            let text = std::fs::read_to_string(&text).map_err(io_err(&text))?;
+            let text = read_text(&text)?;
             let pkg = Package::open(&package)?;
             let r =
                 alc::with_checkpoint(&source, |c| alc::validate::validate(&pkg, &package.display().to_string(), c, &text, &params).map_err(AlcError::from))?;
@@ -329,7 +352,7 @@ fn run_step(cmd: AlcCmd) -> Result<i32, AlcError> {
             }
         }
         AlcCmd::Score { package, source, text, max_tokens, out } => {
-            let text = std::fs::read_to_string(&text).map_err(io_err(&text))?;
+            let text = read_text(&text)?;
             let score = |model: &Gemma3, name: &str, tok: &tokenizers::Tokenizer| -> Result<(), AlcError> {
                 let mut ids = encode(tok, &text, "encoding the text")?;
                 ids.truncate(max_tokens.unwrap_or(usize::MAX));

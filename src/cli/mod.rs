@@ -6,6 +6,7 @@ mod alc;
 mod aon;
 mod audit;
 mod diff;
+mod progress;
 mod step;
 
 use crate::declaration::{DeclError, Loaded};

@@ -27,6 +27,18 @@ pub enum TargetError {
         /// What it must be.
         range: &'static str,
     },
+    /// GPTQ is declared but there is nothing to calibrate on.
+    #[error("calibrated 4-bit quantization (`quantize.gptq`) needs a `calibration` source in the target")]
+    GptqWithoutCalibration,
+    /// A calibration text is declared but nothing reads it.
+    #[error("`calibration` is declared but `quantize` has no `gptq` table to use it")]
+    CalibrationUnused,
+    /// The calibration text is the evaluation text.
+    #[error("`calibration` and `text` are the same source {source_name:?}: never calibrate on the evaluation text")]
+    CalibrationIsEvaluation {
+        /// The source.
+        source_name: String,
+    },
     /// An ALC target names no checkpoint.
     #[error("model lists no source")]
     NoModel,
@@ -107,6 +119,12 @@ fn aon(t: &AonTarget) -> Result<(), TargetError> {
 fn alc(t: &AlcTarget) -> Result<(), TargetError> {
     if t.model.is_empty() {
         return Err(TargetError::NoModel);
+    }
+    match (&t.quantize.gptq, &t.calibration) {
+        (Some(_), None) => return Err(TargetError::GptqWithoutCalibration),
+        (None, Some(_)) => return Err(TargetError::CalibrationUnused),
+        (Some(_), Some(c)) if *c == t.text => return Err(TargetError::CalibrationIsEvaluation { source_name: c.clone() }),
+        _ => {}
     }
     let v = &t.validate;
     gate("max_ppl_ratio", v.max_ppl_ratio, Range::Positive)?;

@@ -194,6 +194,9 @@ pub struct AlcTarget {
     pub model: Vec<String>,
     /// The fixed validation text.
     pub text: String,
+    /// The calibration text of `quantize.gptq` (never the validation text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
     /// Package file name (`….tar`).
     pub artifact: String,
     /// `q4bf16_1` parameters.
@@ -219,6 +222,7 @@ impl Target {
             Target::Alc(t) => {
                 v.extend(t.model.iter().map(String::as_str));
                 v.push(&t.text);
+                v.extend(t.calibration.as_deref());
                 v.extend(t.package.libs.iter().map(|l| l.source.as_str()));
             }
         }

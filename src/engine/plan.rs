@@ -338,10 +338,11 @@ fn plan_alc(l: &Loaded, target: &AlcTarget) -> Plan {
     let a = &target.artifact;
     let package_out = format!("work/{a}");
 
-    let quantize = with_model(StepBuilder::new("quantize", &["alc", "quantize"]).arg("--source", &model))
-        .param("--params", quantize_p)
-        .writes("--out", "work/params")
-        .writes("--report", "work/quantize.json");
+    let mut quantize = with_model(StepBuilder::new("quantize", &["alc", "quantize"]).arg("--source", &model)).param("--params", quantize_p);
+    if let Some(c) = &target.calibration {
+        quantize = quantize.read("--calibration", &single(l, c, "in/calibration"), source(c, "in/calibration"));
+    }
+    let quantize = quantize.writes("--out", "work/params").writes("--report", "work/quantize.json");
     let mut package = StepBuilder::new("package", &["alc", "package"])
         .from("--dir", "quantize", "work/params")
         .param("--build-definition", ALC_DEFINITION)

@@ -9,6 +9,7 @@
 //! gives identical bits on x86-64 and aarch64.
 
 pub mod activations;
+pub mod cholesky;
 pub mod gemm;
 pub mod half;
 pub mod norm;

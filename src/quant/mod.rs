@@ -7,6 +7,9 @@
 //!   per column, int32 biases at a product's scale (AON).
 //! - [`observers`]: calibration observers, which turn an activation's
 //!   values into a clipping range: min-max, percentile, entropy, mse (AON).
+//! - [`gptq`]: error-compensating rounding from calibration inputs' second
+//!   moments (GPTQ), over any group-wise format ([`gptq::GroupQuantizer`]);
+//!   the ALC quantizer uses it for `q4bf16_1`.
 //! - [`q4`]: MLC-LLM's `q4bf16_1` 4-bit groups — codes, bfloat16 scales,
 //!   packing into `uint32` words (ALC).
 //!
@@ -14,6 +17,7 @@
 //! rewrites the ONNX graph (smoothing, bias correction, QDQ), and
 //! [`crate::alc::quantize`] quantizes a checkpoint's tensors in MLC's order.
 
+pub mod gptq;
 pub mod int8;
 pub mod observers;
 pub mod q4;

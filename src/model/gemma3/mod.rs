@@ -43,8 +43,10 @@
 //! chunks of the projections, (position, head) pairs of attention.
 
 mod attention;
+pub mod calibrate;
 mod config;
 pub mod gguf;
+mod layer;
 mod linear;
 pub mod names;
 
@@ -62,7 +64,7 @@ use rayon::prelude::*;
 pub use attention::Cache;
 pub use config::{Gemma3Config, LayerType};
 
-use attention::Rope;
+use layer::{Layer, Ropes};
 use linear::{rms_norm_rows, Linear};
 use names::{Field, Name};
 
@@ -156,25 +158,6 @@ fn load(src: &dyn Gemma3Weights, cfg: &Gemma3Config, tensor: Name) -> Result<Vec
     Ok(if tensor.kind().stored_plus_one() { v.into_iter().map(names::norm_scale).collect() } else { v })
 }
 
-/// One decoder layer.
-#[derive(Clone, Debug)]
-struct Layer {
-    /// `q_proj`, `k_proj`, `v_proj` stacked: `[(heads + 2·kv_heads)·d, hidden]`.
-    qkv: Linear,
-    o: Linear,
-    /// `gate_proj` and `up_proj` stacked: `[2·intermediate, hidden]`.
-    gate_up: Linear,
-    down: Linear,
-    /// Effective scales `1 + w` of the six norms ([`names::norm_scale`]).
-    q_norm: Vec<f32>,
-    k_norm: Vec<f32>,
-    input_norm: Vec<f32>,
-    post_attn_norm: Vec<f32>,
-    pre_ffn_norm: Vec<f32>,
-    post_ffn_norm: Vec<f32>,
-    sliding: bool,
-}
-
 /// A loaded Gemma 3 text model.
 #[derive(Clone, Debug)]
 pub struct Gemma3 {
@@ -186,8 +169,7 @@ pub struct Gemma3 {
     lm_head: Linear,
     layers: Vec<Layer>,
     final_norm: Vec<f32>,
-    rope_local: Rope,
-    rope_global: Rope,
+    ropes: Ropes,
     normalizer: f32,
 }
 
@@ -199,31 +181,9 @@ impl Gemma3 {
     /// Builds the model, checking every tensor's shape against `cfg`.
     pub fn load(cfg: &Gemma3Config, src: &dyn Gemma3Weights) -> Result<Self, Gemma3Error> {
         cfg.validate()?;
-        let (h, d, f) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
-        let (nq, nkv) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
+        let h = cfg.hidden_size;
         let embed = load(src, cfg, Field::EmbedTokens.model())?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let t = |field: Field| load(src, cfg, field.at(i));
-            let mut qkv = t(Field::QProj)?;
-            qkv.extend(t(Field::KProj)?);
-            qkv.extend(t(Field::VProj)?);
-            let mut gate_up = t(Field::GateProj)?;
-            gate_up.extend(t(Field::UpProj)?);
-            layers.push(Layer {
-                qkv: Linear::new(&qkv, nq + 2 * nkv, h),
-                o: Linear::new(&t(Field::OProj)?, h, nq),
-                gate_up: Linear::new(&gate_up, 2 * f, h),
-                down: Linear::new(&t(Field::DownProj)?, h, f),
-                q_norm: t(Field::QNorm)?,
-                k_norm: t(Field::KNorm)?,
-                input_norm: t(Field::InputLayernorm)?,
-                post_attn_norm: t(Field::PostAttentionLayernorm)?,
-                pre_ffn_norm: t(Field::PreFeedforwardLayernorm)?,
-                post_ffn_norm: t(Field::PostFeedforwardLayernorm)?,
-                sliding: cfg.is_sliding(i),
-            });
-        }
+        let layers = (0..cfg.num_hidden_layers).map(|i| Layer::load(src, cfg, i)).collect::<Result<Vec<_>, _>>()?;
         let final_norm = load(src, cfg, Field::Norm.model())?;
         Ok(Gemma3 {
             cfg: cfg.clone(),
@@ -231,8 +191,7 @@ impl Gemma3 {
             embed,
             layers,
             final_norm,
-            rope_local: Rope::new(d, cfg.rope_local_base_freq, None),
-            rope_global: Rope::new(d, cfg.rope_theta, cfg.rope_scaling_factor),
+            ropes: Ropes::new(cfg),
             normalizer: (h as f64).sqrt() as f32,
         })
     }
@@ -268,70 +227,10 @@ impl Gemma3 {
         }
         let start = cache.len;
         for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            self.layer(layer, lc, &mut x, start);
+            layer.forward(cfg, &self.ropes, lc, &mut x, start);
         }
         cache.len += tokens.len();
         Ok(x)
-    }
-
-    fn layer(&self, l: &Layer, lc: &mut attention::LayerCache, x: &mut [f32], start: usize) {
-        let cfg = &self.cfg;
-        let eps = cfg.rms_norm_eps as f32;
-        let (h, d, f) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
-        let (heads, kv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let rows = x.len() / h;
-        let width = (heads + 2 * kv) * d;
-
-        let mut t = x.to_vec();
-        rms_norm_rows(&mut t, &l.input_norm, eps);
-        let mut qkv = vec![0.0f32; rows * width];
-        l.qkv.apply(&t, rows, &mut qkv);
-        let rope = if l.sliding { &self.rope_local } else { &self.rope_global };
-        qkv.par_chunks_mut(width).enumerate().for_each(|(r, row)| {
-            let (c, s) = rope.cos_sin(start + r);
-            let (q, k) = row[..(heads + kv) * d].split_at_mut(heads * d);
-            rms_norm_rows(q, &l.q_norm, eps);
-            rms_norm_rows(k, &l.k_norm, eps);
-            q.chunks_exact_mut(d).chain(k.chunks_exact_mut(d)).for_each(|v| Rope::apply(v, &c, &s));
-        });
-        for (r, row) in qkv.chunks_exact(width).enumerate() {
-            for g in 0..kv {
-                let k = &row[(heads + g) * d..(heads + g + 1) * d];
-                let v = &row[(heads + kv + g) * d..(heads + kv + g + 1) * d];
-                lc.push(g, start + r, k, v);
-            }
-        }
-
-        let scoring = attention::Scoring { scaling: libm::pow(cfg.query_pre_attn_scalar, -0.5) as f32, softcap: cfg.attn_logit_softcapping.map(|c| c as f32) };
-        let window = if l.sliding { Some(cfg.sliding_window) } else { None };
-        let group = heads / kv;
-        let mut ctx = vec![0.0f32; rows * heads * d];
-        let lc: &attention::LayerCache = lc;
-        ctx.par_chunks_mut(d).enumerate().for_each(|(i, o)| {
-            let (r, hd) = (i / heads, i % heads);
-            let pos = start + r;
-            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let q = &qkv[r * width + hd * d..r * width + (hd + 1) * d];
-            attention::attend(lc, hd / group, q, lo..=pos, scoring, o);
-        });
-        let mut a = vec![0.0f32; rows * h];
-        l.o.apply(&ctx, rows, &mut a);
-        rms_norm_rows(&mut a, &l.post_attn_norm, eps);
-        x.par_chunks_mut(h).zip(a.par_chunks(h)).for_each(|(x, a)| x.iter_mut().zip(a).for_each(|(x, a)| *x += a));
-
-        let mut t = x.to_vec();
-        rms_norm_rows(&mut t, &l.pre_ffn_norm, eps);
-        let mut gu = vec![0.0f32; rows * 2 * f];
-        l.gate_up.apply(&t, rows, &mut gu);
-        let mut act = vec![0.0f32; rows * f];
-        act.par_chunks_mut(f).zip(gu.par_chunks(2 * f)).for_each(|(o, gu)| {
-            let (g, u) = gu.split_at(f);
-            o.iter_mut().zip(g.iter().zip(u)).for_each(|(o, (&g, &u))| *o = crate::kernels::gelu_tanh(g) * u);
-        });
-        let mut m = vec![0.0f32; rows * h];
-        l.down.apply(&act, rows, &mut m);
-        rms_norm_rows(&mut m, &l.post_ffn_norm, eps);
-        x.par_chunks_mut(h).zip(m.par_chunks(h)).for_each(|(x, m)| x.iter_mut().zip(m).for_each(|(x, m)| *x += m));
     }
 
     /// Final norm, tied head and softcapping, [`LOGIT_ROWS`] positions at a time.

@@ -169,3 +169,56 @@ fn config_refuses_what_it_cannot_run() {
     assert!(err(|v| v["num_key_value_heads"] = 3.into()).contains("field num_key_value_heads"));
     assert!(err(|v| v["use_bidirectional_attention"] = true.into()).contains("use_bidirectional_attention"));
 }
+
+/// Records what a layer-wise run shows it and replaces nothing.
+#[derive(Default)]
+struct Recorder {
+    seen: Vec<(usize, Tap, usize)>,
+    replaced: Vec<(usize, Tap)>,
+}
+
+impl calibrate::LayerHook for Recorder {
+    type Error = Gemma3Error;
+    fn weights_error(&self, e: Gemma3Error) -> Gemma3Error {
+        e
+    }
+    fn observe(&mut self, layer: usize, tap: Tap, inputs: &[f32]) -> Result<(), Gemma3Error> {
+        self.seen.push((layer, tap, inputs.len()));
+        Ok(())
+    }
+    fn replace(&mut self, layer: usize, tap: Tap) -> Result<Option<Vec<f32>>, Gemma3Error> {
+        self.replaced.push((layer, tap));
+        Ok(None)
+    }
+}
+
+use calibrate::{LayerwiseRun, Tap};
+
+#[test]
+fn layerwise_run_is_the_forward() {
+    // The head inputs of a layer-wise run over several sequences are the
+    // forward's final-norm hidden states of each sequence, bit for bit.
+    let cfg = tiny_config();
+    let w = tiny_weights(&cfg, 3);
+    let m = Gemma3::load(&cfg, &w).unwrap();
+    let len = 37;
+    let seqs: Vec<Vec<u32>> = (0..5).map(|s| tokens(len + s, 300)[s..].to_vec()).collect();
+    let mut run = LayerwiseRun::new(&cfg, &w, &seqs).unwrap();
+    let mut rec = Recorder::default();
+    for i in 0..cfg.num_hidden_layers {
+        run.layer(&w, i, &mut rec).unwrap();
+    }
+    let got = run.head_inputs(&w).unwrap();
+    let h = cfg.hidden_size;
+    for (s, seq) in seqs.iter().enumerate() {
+        let mut x = m.hidden(seq, &mut m.new_cache()).unwrap();
+        rms_norm_rows(&mut x, &m.final_norm, cfg.rms_norm_eps as f32);
+        assert_eq!(bits(&x), bits(&got[s * len * h..(s + 1) * len * h]), "sequence {s}");
+    }
+    let layers = cfg.num_hidden_layers;
+    assert_eq!(rec.replaced.len(), 4 * layers);
+    assert_eq!(rec.seen.len(), 4 * layers * seqs.len());
+    for (layer, tap, n) in &rec.seen {
+        assert_eq!(*n, len * tap.input_width(&cfg), "layer {layer} {tap:?}");
+    }
+}

@@ -117,8 +117,13 @@
 //! - The scale is a [`ScaleRule`], so a better per-group choice (e.g. a
 //!   search over bfloat16 scales minimising the group's error) can replace
 //!   `max|w| / 7` without touching the layout or the dequantizer.
+//! - The codes need not be each weight's nearest: [`quantize_gptq`] picks
+//!   them by GPTQ from calibration statistics. The layout, the code range
+//!   0..=14 and the dequantizer are MLC's either way.
 
 use rayon::prelude::*;
+
+use crate::quant::gptq::{gptq, GptqCodes, GptqError, GptqParams, GroupQuantizer, Hessian};
 
 /// Nibbles per `uint32` word of `q_weight`.
 pub const ELEMS_PER_WORD: usize = 8;
@@ -395,6 +400,66 @@ impl Q4Tensor {
     }
 }
 
+/// `q4bf16_1` as a [`GroupQuantizer`] for GPTQ: the group's scale by the
+/// spec's [`ScaleRule`], codes by [`quantize_value`].
+impl GroupQuantizer for Q4Spec {
+    type Scale = u16;
+
+    fn group(&self) -> usize {
+        self.group
+    }
+
+    fn scale(&self, values: &[f32]) -> u16 {
+        self.scale_rule.choose(values)
+    }
+
+    fn code(&self, w: f32, s: u16) -> (u8, f32) {
+        let scale = bf16_to_f32(s);
+        let q = quantize_value(w, scale);
+        (q as u8, (q as i32 - ZERO_POINT as i32) as f32 * scale)
+    }
+}
+
+/// Quantizes a row-major `[out, inp]` weight by GPTQ ([`crate::quant::gptq`])
+/// into the `q4bf16_1` layout, given the second moments `h` of its inputs.
+/// The weights are rounded to bfloat16 first, as [`quantize_groups_with`]
+/// does; only the choice of codes and scales differs.
+pub fn quantize_gptq(w: &[f32], out: usize, inp: usize, spec: Q4Spec, h: &Hessian, p: GptqParams) -> Result<Q4Tensor, Q4GptqError> {
+    let len = check_shape(out, inp, spec.group)?;
+    if w.len() != len {
+        return Err(Q4Error::LenMismatch { what: "weight", got: w.len(), expected: len, out, inp, group: spec.group }.into());
+    }
+    check_finite(w, inp)?;
+    let wb: Vec<f32> = w.par_iter().map(|&x| round_to_bf16(x)).collect();
+    let GptqCodes { codes, scales } = gptq(&wb, out, inp, h, p, &spec)?;
+    let q_weight = codes
+        .par_chunks(ELEMS_PER_WORD)
+        .map(|c| c.iter().enumerate().fold(0u32, |word, (r, &q)| word | u32::from(q) << (4 * r)))
+        .collect();
+    Ok(Q4Tensor { q_weight, q_scale: scales, out, inp, group: spec.group })
+}
+
+/// Why [`quantize_gptq`] failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Q4GptqError {
+    /// The weight itself cannot be quantized.
+    #[error(transparent)]
+    Q4(#[from] Q4Error),
+    /// GPTQ could not run on these statistics.
+    #[error(transparent)]
+    Gptq(#[from] GptqError),
+}
+
+/// Refuses a non-finite weight or one that overflows bfloat16, naming the
+/// first in row-major order (independent of scheduling).
+fn check_finite(w: &[f32], inp: usize) -> Result<(), Q4Error> {
+    if let Some(i) = w.iter().position(|&x| !round_to_bf16(x).is_finite()) {
+        let (row, col, value) = (i / inp, i % inp, w[i]);
+        return Err(if value.is_finite() { Q4Error::Bf16Overflow { row, col, value } } else { Q4Error::NonFinite { row, col, value } });
+    }
+    Ok(())
+}
+
 /// Quantizes a row-major `[out, inp]` weight with MLC's `q4bf16_1` rule and
 /// the given group size.
 pub fn quantize_groups(w: &[f32], out: usize, inp: usize, group: usize) -> Result<Q4Tensor, Q4Error> {
@@ -410,12 +475,7 @@ pub fn quantize_groups_with(w: &[f32], out: usize, inp: usize, spec: Q4Spec) -> 
     if w.len() != len {
         return Err(Q4Error::LenMismatch { what: "weight", got: w.len(), expected: len, out, inp, group });
     }
-    // Refuse bad input before any work, naming the first bad element in
-    // row-major order (independent of scheduling).
-    if let Some(i) = w.iter().position(|&x| !round_to_bf16(x).is_finite()) {
-        let (row, col, value) = (i / inp, i % inp, w[i]);
-        return Err(if value.is_finite() { Q4Error::Bf16Overflow { row, col, value } } else { Q4Error::NonFinite { row, col, value } });
-    }
+    check_finite(w, inp)?;
     let words_per_row = inp / ELEMS_PER_WORD;
     let groups_per_row = inp / group;
     let mut q_weight = vec![0u32; out * words_per_row];
