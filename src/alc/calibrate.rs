@@ -38,7 +38,7 @@ use crate::formats::tokenizer::Tokenizer;
 use crate::model::gemma3::calibrate::{LayerHook, LayerwiseRun, Tap};
 use crate::model::gemma3::names::{Field, Name};
 use crate::model::gemma3::{Gemma3Config, Gemma3Error};
-use crate::quant::gptq::{GptqParams, Hessian};
+use crate::quant::gptq::{Factor, GptqParams, Hessian};
 use crate::quant::q4::{self, Q4Spec, Q4Tensor};
 
 /// The calibration sequences: `samples` windows of `seq_len` tokens, each
@@ -93,7 +93,7 @@ pub fn gptq_model(
     drop(x);
     drop(run);
     let embed = Field::EmbedTokens.model();
-    hook.quantize(&[embed], &hess)?;
+    hook.quantize(&[embed], &hess, false)?;
     progress(layers + 1, layers + 1);
     Ok(hook.out)
 }
@@ -114,7 +114,10 @@ impl Hook<'_> {
     /// Quantizes the MLC parameters made of `names` (consecutive names
     /// sharing an MLC name are stacked, as `gate_up_proj`) and returns their
     /// dequantized weights, stacked in `names` order.
-    fn quantize(&mut self, names: &[Name], h: &Hessian) -> Result<Vec<f32>, QuantizeError> {
+    fn quantize(&mut self, names: &[Name], h: &Hessian, dequantize: bool) -> Result<Vec<f32>, QuantizeError> {
+        let gptq_err = |tensor: String, source| QuantizeError::Gptq { checkpoint: self.ckpt.display().to_string(), tensor, source };
+        let hf = |parts: &[Name]| parts.iter().map(|n| n.hf()).collect::<Vec<_>>().join(" + ");
+        let factor = Factor::new(h, self.params).map_err(|e| gptq_err(hf(names), e.into()))?;
         let mut stacked = Vec::new();
         let mut i = 0;
         while i < names.len() {
@@ -125,12 +128,10 @@ impl Hook<'_> {
             }
             let parts = &names[i..j];
             let (w, out, inp) = read_stacked(self.ckpt, self.cfg, parts)?;
-            let t = q4::quantize_gptq(&w, out, inp, self.spec, h, self.params).map_err(|source| QuantizeError::Gptq {
-                checkpoint: self.ckpt.display().to_string(),
-                tensor: parts.iter().map(|n| n.hf()).collect::<Vec<_>>().join(" + "),
-                source,
-            })?;
-            stacked.extend(q4::dequantize(&t));
+            let t = q4::quantize_gptq(&w, out, inp, self.spec, &factor).map_err(|e| gptq_err(hf(parts), e))?;
+            if dequantize {
+                stacked.extend(q4::dequantize(&t));
+            }
             self.out.insert(mlc, t);
             i = j;
         }
@@ -154,6 +155,6 @@ impl LayerHook for Hook<'_> {
     fn replace(&mut self, layer: usize, tap: Tap) -> Result<Option<Vec<f32>>, QuantizeError> {
         let h = self.h.take().expect("observed before replaced");
         let names: Vec<Name> = tap.fields().iter().map(|f| f.at(layer)).collect();
-        self.quantize(&names, &h).map(Some)
+        self.quantize(&names, &h, true).map(Some)
     }
 }

@@ -51,8 +51,8 @@ use crate::model::gemma3::names::{self, Kind, Name};
 use crate::model::gemma3::{Gemma3Config, Gemma3Error};
 use crate::package::tensor_cache::{Dtype, ShardWriter, TensorCacheError, DEFAULT_SHARD_CAP};
 use crate::quant::q4::{self, Q4Error, Q4Spec, Q4Tensor, ScaleRule};
-use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Failures of `avac alc quantize`; each names the checkpoint, the tensor or
@@ -360,8 +360,12 @@ fn read(ckpt: &dyn Checkpoint, cfg: &Gemma3Config, name: Name) -> Result<Vec<f32
 /// The checkpoint's `tokenizer.json`, through the bounded loader.
 fn tokenizer(ckpt: &dyn Checkpoint) -> Result<crate::formats::tokenizer::Tokenizer, QuantizeError> {
     let files = ckpt.tokenizer_files()?;
-    let (_, bytes) = files.into_iter().find(|(n, _)| n == "tokenizer.json").ok_or_else(|| QuantizeError::Calibration { why: format!("{} has no tokenizer.json", ckpt.display()) })?;
-    crate::formats::tokenizer::Tokenizer::from_bytes(format!("{}/tokenizer.json", ckpt.display()), bytes).map_err(|e| QuantizeError::Calibration { why: e.to_string() })
+    let (_, bytes) = files
+        .into_iter()
+        .find(|(n, _)| n == "tokenizer.json")
+        .ok_or_else(|| QuantizeError::Calibration { why: format!("{} has no tokenizer.json", ckpt.display()) })?;
+    crate::formats::tokenizer::Tokenizer::from_bytes(format!("{}/tokenizer.json", ckpt.display()), bytes)
+        .map_err(|e| QuantizeError::Calibration { why: e.to_string() })
 }
 
 /// The source tensors `parts` stacked along the output axis: the weight,

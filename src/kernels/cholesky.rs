@@ -17,7 +17,8 @@
 //! # Determinism
 //!
 //! Both loops are right-looking: step `j` finishes column `j` and subtracts
-//! its outer product from the trailing matrix. Every element therefore sees
+//! its outer product from what remains (the factorisation in panels of
+//! columns, with the same per-element order). Every element therefore sees
 //! its updates in increasing `j`, one IEEE multiply and one subtract each
 //! (no FMA), whatever the thread count or vector width: threads split the
 //! trailing rows, vector lanes span columns of one row. `sqrt` is IEEE's
@@ -35,40 +36,67 @@ pub struct NotPositiveDefinite {
     pub value: f64,
 }
 
-/// Rows of the trailing matrix below which updates run on one thread.
-const PAR_ROWS: usize = 64;
+/// Columns factored per panel: the trailing matrix is updated once per
+/// panel instead of once per column (same operations, same order).
+const PANEL: usize = 48;
 
 /// Lower Cholesky factor of the symmetric `n × n` row-major `a`, in place:
 /// on return the lower triangle holds `L` (`a = L Lᵀ`) and the strict upper
 /// triangle is zero. Only the lower triangle of the input is read.
+///
+/// Blocked right-looking: columns are factored [`PANEL`] at a time, then
+/// the trailing matrix receives the panel's outer products, one column
+/// after the other. Every element `a[i][c]` is thus updated by
+/// `a[i][c] -= l[i][j] * l[c][j]` for `j = 0, 1, …` in increasing order,
+/// one rounding each, exactly as the unblocked algorithm does.
 pub fn cholesky_lower(a: &mut [f64], n: usize) -> Result<(), NotPositiveDefinite> {
     assert_eq!(a.len(), n * n, "matrix length");
-    for j in 0..n {
-        let d = a[j * n + j];
-        if !(d > 0.0) || !d.is_finite() {
-            return Err(NotPositiveDefinite { pivot: j, value: d });
-        }
-        let s = d.sqrt();
-        a[j * n + j] = s;
-        for i in j + 1..n {
-            a[i * n + j] /= s;
-        }
-        // Trailing update: a[i][c] -= l[i][j] * l[c][j] for j < c <= i.
-        let tail = &mut a[(j + 1) * n..];
-        let col: Vec<f64> = (j + 1..n).map(|i| tail[(i - j - 1) * n + j]).collect();
-        let update = |(r, row): (usize, &mut [f64])| {
-            let i = j + 1 + r;
-            let lij = row[j];
-            let row = &mut row[j + 1..=i];
-            for (x, &lc) in row.iter_mut().zip(&col) {
-                *x -= lij * lc;
+    let mut j0 = 0;
+    while j0 < n {
+        let j1 = (j0 + PANEL).min(n);
+        // Factor the panel: columns j0..j1 of rows j0..n.
+        for j in j0..j1 {
+            let d = a[j * n + j];
+            if !(d > 0.0) || !d.is_finite() {
+                return Err(NotPositiveDefinite { pivot: j, value: d });
             }
-        };
-        if n - j - 1 >= PAR_ROWS {
-            tail.par_chunks_mut(n).enumerate().for_each(update);
-        } else {
-            tail.chunks_mut(n).enumerate().for_each(update);
+            let s = d.sqrt();
+            a[j * n + j] = s;
+            for i in j + 1..n {
+                a[i * n + j] /= s;
+            }
+            let col: Vec<f64> = (j + 1..j1).map(|c| a[c * n + j]).collect();
+            a[(j + 1) * n..].par_chunks_mut(n).enumerate().for_each(|(r, row)| {
+                let i = j + 1 + r;
+                let lij = row[j];
+                let end = (i + 1).min(j1);
+                for (x, &lc) in row[j + 1..end].iter_mut().zip(&col) {
+                    *x -= lij * lc;
+                }
+            });
         }
+        // Trailing update with the panel: a[i][c] -= l[i][j] * l[c][j] for
+        // j in j0..j1 in order, c in j1..=i. `lt[j - j0][c]` = l[c][j].
+        if j1 < n {
+            let w = j1 - j0;
+            let mut lt = vec![0.0f64; w * n];
+            for c in j1..n {
+                for j in j0..j1 {
+                    lt[(j - j0) * n + c] = a[c * n + j];
+                }
+            }
+            a[j1 * n..].par_chunks_mut(n).enumerate().for_each(|(r, row)| {
+                let i = j1 + r;
+                let (panel, rest) = row.split_at_mut(j1);
+                let rest = &mut rest[..=i - j1];
+                for j in j0..j1 {
+                    let lij = panel[j];
+                    let lrow = &lt[(j - j0) * n + j1..(j - j0) * n + i + 1];
+                    axpy_neg(rest, lij, lrow);
+                }
+            });
+        }
+        j0 = j1;
     }
     for i in 0..n {
         for c in i + 1..n {
@@ -78,12 +106,46 @@ pub fn cholesky_lower(a: &mut [f64], n: usize) -> Result<(), NotPositiveDefinite
     Ok(())
 }
 
+/// `x[c] -= a * y[c]`: independent elements, one multiply and one subtract
+/// each (vector lanes span `c`).
+fn axpy_neg(x: &mut [f64], a: f64, y: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { axpy_neg_avx2(x, a, y) };
+            return;
+        }
+    }
+    axpy_neg_body(x, a, y);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn axpy_neg_avx2(x: &mut [f64], a: f64, y: &[f64]) {
+    axpy_neg_body(x, a, y);
+}
+
+#[inline(always)]
+fn axpy_neg_body(x: &mut [f64], a: f64, y: &[f64]) {
+    for (x, &y) in x.iter_mut().zip(y) {
+        *x -= a * y;
+    }
+}
+
 /// Inverse of the lower-triangular `l` (`n × n`, row-major), returned as a
 /// new lower-triangular matrix. Column `j` of `L⁻¹` solves `L x = e_j` by
 /// forward substitution, right-looking: once `x[i]` is known its multiples
 /// are subtracted from the rows below, in increasing `i`.
 pub fn invert_lower(l: &[f64], n: usize) -> Vec<f64> {
     assert_eq!(l.len(), n * n, "matrix length");
+    // lt[i][r] = l[r][i]: column i of L, contiguous.
+    let mut lt = vec![0.0f64; n * n];
+    for r in 0..n {
+        for i in 0..=r {
+            lt[i * n + r] = l[r * n + i];
+        }
+    }
     // Columns of the inverse are independent: each is computed by one task
     // (into a column-major buffer), then transposed.
     let cols: Vec<Vec<f64>> = (0..n)
@@ -92,11 +154,9 @@ pub fn invert_lower(l: &[f64], n: usize) -> Vec<f64> {
             let mut x = vec![0.0f64; n - j];
             x[0] = 1.0;
             for i in j..n {
-                let xi = x[i - j] / l[i * n + i];
+                let xi = x[i - j] / lt[i * n + i];
                 x[i - j] = xi;
-                for r in i + 1..n {
-                    x[r - j] -= l[r * n + i] * xi;
-                }
+                axpy_neg(&mut x[i + 1 - j..], xi, &lt[i * n + i + 1..(i + 1) * n]);
             }
             x
         })
@@ -207,6 +267,38 @@ mod tests {
         };
         let one = run(1);
         assert!(one.iter().zip(&run(3)).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    /// The unblocked right-looking factorisation, element by element.
+    fn unblocked(a: &mut [f64], n: usize) {
+        for j in 0..n {
+            let s = a[j * n + j].sqrt();
+            a[j * n + j] = s;
+            for i in j + 1..n {
+                a[i * n + j] /= s;
+            }
+            for i in j + 1..n {
+                for c in j + 1..=i {
+                    a[i * n + c] -= a[i * n + j] * a[c * n + j];
+                }
+            }
+        }
+        for i in 0..n {
+            for c in i + 1..n {
+                a[i * n + c] = 0.0;
+            }
+        }
+    }
+
+    #[test]
+    fn panels_give_the_unblocked_bits() {
+        for n in [5, 48, 49, 130] {
+            let h = spd(n, 11 + n as u64);
+            let (mut a, mut b) = (h.clone(), h);
+            cholesky_lower(&mut a, n).unwrap();
+            unblocked(&mut b, n);
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "n={n}");
+        }
     }
 
     #[test]

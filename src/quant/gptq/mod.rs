@@ -159,60 +159,79 @@ pub struct GptqCodes<S> {
 /// Rows processed together, so that each row of `U` is read once for all.
 const TILE: usize = 4;
 
+/// What GPTQ derives from one projection's second moments, shared by every
+/// weight that reads the same inputs (`q`, `k` and `v`).
+#[derive(Clone, Debug)]
+pub struct Factor {
+    k: usize,
+    perm: Vec<usize>,
+    dead: Vec<bool>,
+    /// `U` of the damped, permuted `H`, row-major `k × k`, in f32.
+    u: Vec<f32>,
+    act_order: bool,
+}
+
+impl Factor {
+    /// Damps `h`, orders its columns and factors it (see the module docs).
+    pub fn new(h: &Hessian, p: GptqParams) -> Result<Factor, GptqError> {
+        let k = h.dim();
+        if h.rows() == 0 {
+            return Err(GptqError::NoData);
+        }
+        if !(p.damp > 0.0 && p.damp <= 1.0) {
+            return Err(GptqError::Damping(p.damp));
+        }
+        let mut hm = h.matrix().to_vec();
+        let dead: Vec<bool> = (0..k).map(|i| !(hm[i * k + i] > 0.0)).collect();
+        for i in (0..k).filter(|&i| dead[i]) {
+            hm[i * k + i] = 1.0;
+        }
+        let mut mean = 0.0f64;
+        for i in 0..k {
+            mean += hm[i * k + i];
+        }
+        let damp = p.damp * mean / k as f64;
+        for i in 0..k {
+            hm[i * k + i] += damp;
+        }
+        // The visiting order: stable sort by decreasing diagonal.
+        let mut perm: Vec<usize> = (0..k).collect();
+        if p.act_order {
+            perm.sort_by(|&a, &b| hm[b * k + b].total_cmp(&hm[a * k + a]));
+        }
+        let mut hp = vec![0.0f64; k * k];
+        for (i, &pi) in perm.iter().enumerate() {
+            for (j, &pj) in perm.iter().enumerate() {
+                hp[i * k + j] = hm[pi * k + pj];
+            }
+        }
+        drop(hm);
+        let u64 = inverse_upper_factor(&hp, k).map_err(|source| GptqError::Singular { k, source })?;
+        drop(hp);
+        let u: Vec<f32> = u64.iter().map(|&v| v as f32).collect();
+        Ok(Factor { k, perm, dead, u, act_order: p.act_order })
+    }
+
+    /// Input dimension.
+    pub fn dim(&self) -> usize {
+        self.k
+    }
+}
+
 /// Runs GPTQ on the row-major `[n, k]` weight `w` (values already in the
-/// model's precision) with the second moments `h` of its inputs.
-pub fn gptq<Q: GroupQuantizer>(w: &[f32], n: usize, k: usize, h: &Hessian, p: GptqParams, q: &Q) -> Result<GptqCodes<Q::Scale>, GptqError> {
+/// model's precision) with the factor of its inputs' second moments.
+pub fn gptq<Q: GroupQuantizer>(w: &[f32], n: usize, k: usize, f: &Factor, q: &Q) -> Result<GptqCodes<Q::Scale>, GptqError> {
     assert_eq!(w.len(), n * k, "weight length");
     let group = q.group();
     assert!(group > 0 && k.is_multiple_of(group), "group {group} does not divide {k}");
-    if h.dim() != k {
-        return Err(GptqError::Dimension { expected: k, found: h.dim() });
+    if f.k != k {
+        return Err(GptqError::Dimension { expected: k, found: f.k });
     }
-    if h.rows() == 0 {
-        return Err(GptqError::NoData);
-    }
-    if !(p.damp > 0.0 && p.damp <= 1.0) {
-        return Err(GptqError::Damping(p.damp));
-    }
-    let mut hm = h.matrix().to_vec();
-    let dead: Vec<bool> = (0..k).map(|i| !(hm[i * k + i] > 0.0)).collect();
-    for i in (0..k).filter(|&i| dead[i]) {
-        hm[i * k + i] = 1.0;
-    }
-    let mut mean = 0.0f64;
-    for i in 0..k {
-        mean += hm[i * k + i];
-    }
-    let damp = p.damp * mean / k as f64;
-    for i in 0..k {
-        hm[i * k + i] += damp;
-    }
-    // The visiting order: stable sort by decreasing diagonal.
-    let mut perm: Vec<usize> = (0..k).collect();
-    if p.act_order {
-        perm.sort_by(|&a, &b| hm[b * k + b].total_cmp(&hm[a * k + a]));
-    }
-    let mut hp = vec![0.0f64; k * k];
-    for (i, &pi) in perm.iter().enumerate() {
-        for (j, &pj) in perm.iter().enumerate() {
-            hp[i * k + j] = hm[pi * k + pj];
-        }
-    }
-    drop(hm);
-    let u64 = inverse_upper_factor(&hp, k).map_err(|source| GptqError::Singular { k, source })?;
-    drop(hp);
-    let u: Vec<f32> = u64.iter().map(|&v| v as f32).collect();
-    drop(u64);
-
     let groups = k / group;
     let mut codes = vec![0u8; n * k];
     let mut scales = vec![Q::Scale::default(); n * groups];
-    let ctx = Ctx { k, group, perm: &perm, dead: &dead, u: &u, act_order: p.act_order };
-    codes
-        .par_chunks_mut(TILE * k)
-        .zip(scales.par_chunks_mut(TILE * groups))
-        .zip(w.par_chunks(TILE * k))
-        .for_each(|((c, s), w)| ctx.tile(w, c, s, q));
+    let ctx = Ctx { k, group, perm: &f.perm, dead: &f.dead, u: &f.u, act_order: f.act_order };
+    codes.par_chunks_mut(TILE * k).zip(scales.par_chunks_mut(TILE * groups)).zip(w.par_chunks(TILE * k)).for_each(|((c, s), w)| ctx.tile(w, c, s, q));
     Ok(GptqCodes { codes, scales })
 }
 

@@ -76,7 +76,7 @@ fn uncorrelated_inputs_give_round_to_nearest() {
     }
     h.add(&eye, k);
     let spec = Q4Spec::mlc(32);
-    let g = q4::quantize_gptq(&w, n, k, spec, &h, PLAIN).unwrap();
+    let g = q4::quantize_gptq(&w, n, k, spec, &Factor::new(&h, PLAIN).unwrap()).unwrap();
     assert_eq!(g, q4::quantize_groups(&w, n, k, 32).unwrap());
 }
 
@@ -91,7 +91,7 @@ fn compensation_lowers_the_output_error() {
         let rtn = q4::dequantize(&q4::quantize_groups_with(&w, n, k, spec).unwrap());
         let e_rtn = output_error(&w, &rtn, n, k, &x);
         for act_order in [false, true] {
-            let g = q4::dequantize(&q4::quantize_gptq(&w, n, k, spec, &h, GptqParams { damp: 0.01, act_order }).unwrap());
+            let g = q4::dequantize(&q4::quantize_gptq(&w, n, k, spec, &Factor::new(&h, GptqParams { damp: 0.01, act_order }).unwrap()).unwrap());
             let e = output_error(&w, &g, n, k, &x);
             assert!(e < 0.75 * e_rtn, "{rule:?} act_order={act_order}: GPTQ {e} vs nearest {e_rtn}");
         }
@@ -107,7 +107,7 @@ fn same_bits_for_any_thread_count() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
             let h = hessian(&x, k);
-            q4::quantize_gptq(&w, n, k, Q4Spec::mlc(32), &h, GptqParams { damp: 0.01, act_order: true }).unwrap()
+            q4::quantize_gptq(&w, n, k, Q4Spec::mlc(32), &Factor::new(&h, GptqParams { damp: 0.01, act_order: true }).unwrap()).unwrap()
         })
     };
     assert_eq!(run(1), run(3));
@@ -122,7 +122,7 @@ fn dead_columns_are_rounded_as_zero() {
         row[5] = 0.0;
     }
     let h = hessian(&x, k);
-    let g = q4::dequantize(&q4::quantize_gptq(&w, n, k, Q4Spec::mlc(32), &h, PLAIN).unwrap());
+    let g = q4::dequantize(&q4::quantize_gptq(&w, n, k, Q4Spec::mlc(32), &Factor::new(&h, PLAIN).unwrap()).unwrap());
     assert!((0..n).all(|r| g[r * k + 5] == 0.0));
 }
 
@@ -130,12 +130,9 @@ fn dead_columns_are_rounded_as_zero() {
 fn refuses_bad_statistics() {
     let w = weights(2, 32, 9);
     let spec = Q4Spec::mlc(32);
-    assert_eq!(q4::quantize_gptq(&w, 2, 32, spec, &Hessian::new(32), PLAIN).unwrap_err(), q4::Q4GptqError::Gptq(GptqError::NoData));
-    let h = hessian(&inputs(10, 64, 1), 64);
-    assert!(matches!(q4::quantize_gptq(&w, 2, 32, spec, &h, PLAIN).unwrap_err(), q4::Q4GptqError::Gptq(GptqError::Dimension { expected: 32, found: 64 })));
+    assert_eq!(Factor::new(&Hessian::new(32), PLAIN).unwrap_err(), GptqError::NoData);
+    let f = Factor::new(&hessian(&inputs(10, 64, 1), 64), PLAIN).unwrap();
+    assert!(matches!(q4::quantize_gptq(&w, 2, 32, spec, &f).unwrap_err(), q4::Q4GptqError::Gptq(GptqError::Dimension { expected: 32, found: 64 })));
     let h = hessian(&inputs(10, 32, 1), 32);
-    assert!(matches!(
-        q4::quantize_gptq(&w, 2, 32, spec, &h, GptqParams { damp: f64::NAN, act_order: false }).unwrap_err(),
-        q4::Q4GptqError::Gptq(GptqError::Damping(_))
-    ));
+    assert!(matches!(Factor::new(&h, GptqParams { damp: f64::NAN, act_order: false }).unwrap_err(), GptqError::Damping(_)));
 }

@@ -123,7 +123,7 @@
 
 use rayon::prelude::*;
 
-use crate::quant::gptq::{gptq, GptqCodes, GptqError, GptqParams, GroupQuantizer, Hessian};
+use crate::quant::gptq::{gptq, Factor, GptqCodes, GptqError, GroupQuantizer};
 
 /// Nibbles per `uint32` word of `q_weight`.
 pub const ELEMS_PER_WORD: usize = 8;
@@ -421,21 +421,19 @@ impl GroupQuantizer for Q4Spec {
 }
 
 /// Quantizes a row-major `[out, inp]` weight by GPTQ ([`crate::quant::gptq`])
-/// into the `q4bf16_1` layout, given the second moments `h` of its inputs.
+/// into the `q4bf16_1` layout, given the factor of its inputs' second
+/// moments ([`Factor`]).
 /// The weights are rounded to bfloat16 first, as [`quantize_groups_with`]
 /// does; only the choice of codes and scales differs.
-pub fn quantize_gptq(w: &[f32], out: usize, inp: usize, spec: Q4Spec, h: &Hessian, p: GptqParams) -> Result<Q4Tensor, Q4GptqError> {
+pub fn quantize_gptq(w: &[f32], out: usize, inp: usize, spec: Q4Spec, f: &Factor) -> Result<Q4Tensor, Q4GptqError> {
     let len = check_shape(out, inp, spec.group)?;
     if w.len() != len {
         return Err(Q4Error::LenMismatch { what: "weight", got: w.len(), expected: len, out, inp, group: spec.group }.into());
     }
     check_finite(w, inp)?;
     let wb: Vec<f32> = w.par_iter().map(|&x| round_to_bf16(x)).collect();
-    let GptqCodes { codes, scales } = gptq(&wb, out, inp, h, p, &spec)?;
-    let q_weight = codes
-        .par_chunks(ELEMS_PER_WORD)
-        .map(|c| c.iter().enumerate().fold(0u32, |word, (r, &q)| word | u32::from(q) << (4 * r)))
-        .collect();
+    let GptqCodes { codes, scales } = gptq(&wb, out, inp, f, &spec)?;
+    let q_weight = codes.par_chunks(ELEMS_PER_WORD).map(|c| c.iter().enumerate().fold(0u32, |word, (r, &q)| word | u32::from(q) << (4 * r))).collect();
     Ok(Q4Tensor { q_weight, q_scale: scales, out, inp, group: spec.group })
 }
 
