@@ -33,11 +33,11 @@
 use std::collections::BTreeMap;
 
 use super::checkpoint::Checkpoint;
-use super::quantize::{read_stacked, GptqSettings, QuantizeError};
+use super::quantize::{read_stacked, EmbeddingMethod, GptqSettings, QuantizeError};
 use crate::formats::tokenizer::Tokenizer;
 use crate::model::gemma3::calibrate::{LayerHook, LayerwiseRun, Tap};
 use crate::model::gemma3::names::{Field, Name};
-use crate::model::gemma3::{Gemma3Config, Gemma3Error};
+use crate::model::gemma3::{Gemma3Config, Gemma3Error, Gemma3Weights};
 use crate::quant::gptq::{Factor, GptqParams, Hessian};
 use crate::quant::q4::{self, Q4Spec, Q4Tensor};
 
@@ -77,25 +77,104 @@ pub fn gptq_model(
 ) -> Result<BTreeMap<String, Q4Tensor>, QuantizeError> {
     let src_err = |source: Gemma3Error| QuantizeError::Tensor { checkpoint: ckpt.display().to_string(), source };
     let layers = cfg.num_hidden_layers;
-    let mut run = LayerwiseRun::new(cfg, ckpt, seqs).map_err(src_err)?;
+    let embed = Field::EmbedTokens.model();
     let mut hook = Hook { ckpt, cfg, spec, params: GptqParams { damp: s.damp, act_order: s.act_order }, h: None, out: BTreeMap::new() };
+    let mut run = match s.embedding {
+        EmbeddingMethod::HeadGptq => LayerwiseRun::new(cfg, ckpt, seqs).map_err(src_err)?,
+        first => {
+            // Quantized first, so that every layer calibrates on the rows
+            // the package will look up.
+            let (w, out, inp) = read_stacked(ckpt, cfg, &[embed])?;
+            let t = match first {
+                EmbeddingMethod::RoundToNearest => q4::quantize_groups_with(&w, out, inp, spec).map_err(|source| QuantizeError::Quantize {
+                    checkpoint: ckpt.display().to_string(),
+                    tensor: embed.hf(),
+                    source,
+                })?,
+                _ => {
+                    // The head's statistics from the unquantized model.
+                    let mut src_run = LayerwiseRun::new(cfg, ckpt, seqs).map_err(src_err)?;
+                    let mut keep = Keep(ckpt);
+                    for i in 0..layers {
+                        src_run.layer(ckpt, i, &mut keep)?;
+                    }
+                    let hess = head_hessian(&src_run, ckpt, cfg).map_err(src_err)?;
+                    drop(src_run);
+                    let params = GptqParams { damp: s.head_damp.unwrap_or(s.damp), act_order: s.act_order };
+                    let factor = Factor::new(&hess, params).map_err(|e| QuantizeError::Gptq { checkpoint: ckpt.display().to_string(), tensor: embed.hf(), source: e.into() })?;
+                    q4::quantize_gptq(&w, out, inp, spec, &factor).map_err(|source| QuantizeError::Gptq { checkpoint: ckpt.display().to_string(), tensor: embed.hf(), source })?
+                }
+            };
+            drop(w);
+            let values = q4::dequantize(&t);
+            hook.out.insert(embed.mlc().expect("the embedding has an MLC name"), t);
+            let src = WithTensor { src: ckpt, name: embed.hf(), shape: vec![out, inp], values };
+            LayerwiseRun::new(cfg, &src, seqs).map_err(src_err)?
+        }
+    };
     for i in 0..layers {
         run.layer(ckpt, i, &mut hook)?;
         progress(i + 1, layers + 1);
     }
+    if s.embedding != EmbeddingMethod::HeadGptq {
+        progress(layers + 1, layers + 1);
+        return Ok(hook.out);
+    }
     // The tied head: second moments of the final-norm hidden states.
-    let x = run.head_inputs(ckpt).map_err(src_err)?;
+    let hess = head_hessian(&run, ckpt, cfg).map_err(src_err)?;
+    drop(run);
+    hook.params.damp = s.head_damp.unwrap_or(s.damp);
+    hook.quantize(&[embed], &hess, false)?;
+    progress(layers + 1, layers + 1);
+    Ok(hook.out)
+}
+
+/// Second moments of the head's inputs (the final-norm hidden states).
+fn head_hessian(run: &LayerwiseRun, src: &dyn Gemma3Weights, cfg: &Gemma3Config) -> Result<Hessian, Gemma3Error> {
+    let x = run.head_inputs(src)?;
     let h = cfg.hidden_size;
     let mut hess = Hessian::new(h);
     for seq in x.chunks(run.seq_len() * h) {
         hess.add(seq, seq.len() / h);
     }
-    drop(x);
-    drop(run);
-    let embed = Field::EmbedTokens.model();
-    hook.quantize(&[embed], &hess, false)?;
-    progress(layers + 1, layers + 1);
-    Ok(hook.out)
+    Ok(hess)
+}
+
+/// A hook that keeps the source's weights (the unquantized model's run).
+struct Keep<'a>(&'a dyn Checkpoint);
+
+impl LayerHook for Keep<'_> {
+    type Error = QuantizeError;
+
+    fn weights_error(&self, source: Gemma3Error) -> QuantizeError {
+        QuantizeError::Tensor { checkpoint: self.0.display().to_string(), source }
+    }
+
+    fn observe(&mut self, _layer: usize, _tap: Tap, _inputs: &[f32]) -> Result<(), QuantizeError> {
+        Ok(())
+    }
+
+    fn replace(&mut self, _layer: usize, _tap: Tap) -> Result<Option<Vec<f32>>, QuantizeError> {
+        Ok(None)
+    }
+}
+
+/// Weights with one tensor replaced.
+struct WithTensor<'a> {
+    src: &'a dyn Checkpoint,
+    name: String,
+    shape: Vec<usize>,
+    values: Vec<f32>,
+}
+
+impl Gemma3Weights for WithTensor<'_> {
+    fn tensor(&self, hf_name: &str) -> Result<(Vec<usize>, Vec<f32>), Gemma3Error> {
+        if hf_name == self.name {
+            Ok((self.shape.clone(), self.values.clone()))
+        } else {
+            self.src.tensor(hf_name)
+        }
+    }
 }
 
 /// Accumulates each projection's second moments and replaces it by its

@@ -190,6 +190,28 @@ pub struct GptqSettings {
     /// Seed of the sequences' offsets in the text.
     #[serde(default)]
     pub seed: u64,
+    /// How the tied embedding (also the LM head) is quantized.
+    #[serde(default)]
+    pub embedding: EmbeddingMethod,
+    /// Damping of the head's second moments (default: `damp`); larger
+    /// values trade the head's output error for the lookup's weight error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_damp: Option<f64>,
+}
+
+/// How the tied embedding is quantized under GPTQ ([`super::calibrate`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingMethod {
+    /// GPTQ against the head's input statistics, last.
+    #[default]
+    HeadGptq,
+    /// Nearest codes, first: the layers calibrate on the quantized lookup.
+    RoundToNearest,
+    /// GPTQ against the *unquantized* model's head statistics, first (one
+    /// more pass over the calibration set): the layers then calibrate on
+    /// the quantized lookup.
+    HeadGptqFirst,
 }
 
 /// Most calibration sequences accepted (memory grows with their total length).

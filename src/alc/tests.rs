@@ -355,3 +355,80 @@ fn validation_report_has_the_documented_keys_in_order() {
     let e = validate::validate(&pkg, "pkg", &src, "t1 t2", &p).unwrap_err();
     assert!(matches!(e, validate::ValidateError::TextTooShort { tokens: 3, min: 20 }), "{e}");
 }
+
+fn gptq_params(embedding: super::quantize::EmbeddingMethod) -> AlcQuantizeParams {
+    let gptq = super::quantize::GptqSettings { calibration_samples: 12, seq_len: 9, damp: 0.01, act_order: true, seed: 5, embedding, head_damp: Some(0.1) };
+    AlcQuantizeParams { group_size: 32, gptq: Some(gptq), ..AlcQuantizeParams::default() }
+}
+
+/// A calibration text of the word-level tokenizer's pieces.
+fn calibration_text(n: usize) -> String {
+    (0..n).map(|i| format!("t{}", (i * 37 + 11) % 290 + 4)).collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn gptq_is_deterministic_and_beats_nearest_codes_on_its_calibration_set() {
+    use super::quantize::EmbeddingMethod;
+    let src = Mem::new();
+    let text = calibration_text(400);
+    let d = tempfile::tempdir().unwrap();
+    for method in [EmbeddingMethod::HeadGptq, EmbeddingMethod::HeadGptqFirst, EmbeddingMethod::RoundToNearest] {
+        let p = gptq_params(method);
+        let mut runs = Vec::new();
+        for threads in [1, 3] {
+            let out = d.path().join(format!("{method:?}-{threads}"));
+            let r = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| quantize(&src, &p, Some(&text), &out, &mut |_, _| {}))
+                .unwrap();
+            assert_eq!((r.method, r.calibration_tokens), ("gptq", 12 * 9));
+            runs.push(files(&out));
+        }
+        assert_eq!(runs[0], runs[1], "{method:?}: 1 vs 3 threads");
+    }
+    // On the calibration sequences themselves, GPTQ's package predicts the
+    // source's next tokens better than nearest codes do.
+    let rtn = d.path().join("rtn");
+    quantize(&src, &params(32), None, &rtn, &mut |_, _| {}).unwrap();
+    let tok = crate::formats::tokenizer::Tokenizer::from_bytes("t", word_level_tokenizer(src.cfg.vocab_size)).unwrap();
+    let seqs = super::calibrate::calibration_set(&tok, Some(2), &text, gptq_params(EmbeddingMethod::HeadGptq).gptq.as_ref().unwrap()).unwrap();
+    let source = Gemma3::load(&src.cfg, &src).unwrap();
+    let err = |dir: &Path| {
+        let pk = package_dir_model(dir);
+        let mut e = 0.0f64;
+        for s in &seqs {
+            let (a, b) = (all_logits(&source, s, 64), all_logits(&pk, s, 64));
+            e += a.iter().zip(&b).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>();
+        }
+        e
+    };
+    let (e_rtn, e_gptq) = (err(&rtn), err(&d.path().join("HeadGptq-1")));
+    assert!(e_gptq < e_rtn, "logit error GPTQ {e_gptq} vs nearest {e_rtn}");
+}
+
+/// The model of a quantize output directory.
+fn package_dir_model(dir: &Path) -> Gemma3 {
+    let d = tempfile::tempdir().unwrap();
+    let tar = d.path().join("p.tar");
+    package::assemble(dir, &[], None, &tar, &tar::Options::default(), false).unwrap();
+    let pkg = Package::open(&tar).unwrap();
+    Gemma3::load(&pkg.chat.model, &pkg).unwrap()
+}
+
+#[test]
+fn gptq_refuses_a_missing_or_short_calibration_text() {
+    let src = Mem::new();
+    let d = tempfile::tempdir().unwrap();
+    let p = gptq_params(super::quantize::EmbeddingMethod::HeadGptq);
+    let e = quantize(&src, &p, None, &d.path().join("a"), &mut |_, _| {}).unwrap_err().to_string();
+    assert!(e.contains("needs a calibration text"), "{e}");
+    let e = quantize(&src, &p, Some("t5 t6"), &d.path().join("b"), &mut |_, _| {}).unwrap_err().to_string();
+    assert!(e.contains("calibration text has 2 tokens, fewer than one sequence of 9"), "{e}");
+    let mut bad = p.clone();
+    bad.gptq.as_mut().unwrap().damp = 0.0;
+    let e = quantize(&src, &bad, Some(&calibration_text(50)), &d.path().join("c"), &mut |_, _| {}).unwrap_err().to_string();
+    assert!(e.contains("quantize.gptq.damp"), "{e}");
+    assert!(!d.path().join("a").exists() && !d.path().join("b").exists() && !d.path().join("c").exists());
+}
