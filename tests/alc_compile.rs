@@ -98,7 +98,7 @@ fn the_model_library_compiles_reproducibly_packages_and_bad_inputs_are_refused()
     assert!(o.status.success(), "{}", stderr(&o));
     let mut names: Vec<String> = std::fs::read_dir(&lib).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    assert_eq!(names, ["model-arm64-v8a.a", "model-arm64-v8a.json", "model-x86_64.so", "model-x86_64.json"]);
+    assert_eq!(names, ["model-arm64-v8a.a", "model-arm64-v8a.json", "model-x86_64.json", "model-x86_64.so"]);
     let manifest = read_json(&lib.join("model-arm64-v8a.json"));
     assert_eq!(manifest["system_lib_prefix"], "gemma3_text_q4bf16_1_");
     let other = tempfile::tempdir().unwrap();
