@@ -25,6 +25,12 @@
 //! - `conv_template` is the registry entry `gemma3_instruction`
 //!   (`conversation_template/gemma.py`) expanded as `Conversation.to_json_dict`
 //!   does: stop ids `[1, 106]`, system prefix `[2]` (`<bos>`).
+//! - `model_lib` names the compiled model library (MLC's app config field,
+//!   carried here so the package says which library runs it): MLC's rule
+//!   `{model_type}_{quantization}`, [`model_lib`]. Its system-lib symbol
+//!   prefix is that name plus `_` ([`system_lib_prefix`]); `avac alc
+//!   compile` compiles with it and `avac alc package` refuses a library
+//!   compiled for another name.
 //! - Sampling defaults are MLC's system defaults (temperature 1.0, top_p
 //!   1.0, penalties 0/0/1.0); avac's own runtime decodes greedily.
 //!
@@ -107,6 +113,17 @@ fn conv_template() -> Value {
     })
 }
 
+/// The model library a package of quantization `quantization` runs with
+/// (MLC's `{model_type}_{quantization}`).
+pub fn model_lib(quantization: &str) -> String {
+    format!("gemma3_text_{quantization}").replace('-', "_")
+}
+
+/// The symbol prefix of the system library named `model_lib`.
+pub fn system_lib_prefix(model_lib: &str) -> String {
+    format!("{model_lib}_")
+}
+
 /// The file's bytes.
 pub fn render(cfg: &Gemma3Config, params: &AlcQuantizeParams, ids: &SpecialIds, tokenizer_files: &[String]) -> Vec<u8> {
     let context = cfg.sliding_window.max(MLC_CONTEXT);
@@ -119,6 +136,7 @@ pub fn render(cfg: &Gemma3Config, params: &AlcQuantizeParams, ids: &SpecialIds, 
         "version": "0.1.0",
         "model_type": "gemma3_text",
         "quantization": params.quantization_name(),
+        "model_lib": model_lib(&params.quantization_name()),
         "model_config": {
             "text_config": text_config(cfg, context, prefill),
             "vocab_size": cfg.vocab_size,
@@ -166,6 +184,8 @@ pub struct ChatConfig {
     pub ids: SpecialIds,
     /// `tokenizer_files`.
     pub tokenizer_files: Vec<String>,
+    /// `model_lib`: the model library it runs with, when it names one.
+    pub model_lib: Option<String>,
 }
 
 /// Why `mlc-chat-config.json` is not one avac's runtime reads.
@@ -232,5 +252,10 @@ pub fn parse(bytes: &[u8]) -> Result<ChatConfig, ChatConfigError> {
         }
         _ => return Err(field_err("tokenizer_files", "missing")),
     };
-    Ok(ChatConfig { model, quantization, ids, tokenizer_files })
+    let model_lib = match v.get("model_lib") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => Some(s.clone()),
+        Some(x) => return Err(field_err("model_lib", format!("expected a library name of letters, digits and _, found {x}"))),
+    };
+    Ok(ChatConfig { model, quantization, ids, tokenizer_files, model_lib })
 }

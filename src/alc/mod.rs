@@ -4,6 +4,7 @@
 //! ```text
 //! checkpoint (GGUF | HF dir) ──quantize──▶ parameter dir ──package──▶ .tar [.tar.zst]
 //!   checkpoint.rs, hf.rs       quantize.rs   chat_config.rs  package.rs
+//!                                  └──compile (compile.rs: TVM) ─▶ model library ──▶ package
 //!   calibration text ─────────▶ calibrate.rs (GPTQ, layer by layer)
 //!                                                                 │
 //!        source ─────────────────────validate (validate.rs)◀──────┘
@@ -14,6 +15,7 @@
 
 pub mod calibrate;
 pub mod chat_config;
+pub mod compile;
 pub mod checkpoint;
 pub mod hf;
 pub mod package;

@@ -11,7 +11,16 @@
 //! params_shard_0.bin … params_shard_N.bin
 //! tokenizer.json [tokenizer.model] [tokenizer_config.json]
 //! lib/<abi>/<name>.so          only when the target declares native libraries
+//! lib/arm64-v8a/<model_lib>.a    the model library, when the target compiles one
+//! lib/arm64-v8a/<model_lib>.json its manifest (system-lib prefix, functions, parameters)
 //! ```
+//!
+//! The model library (`avac alc compile`'s `model-arm64-v8a.a`) is a static
+//! archive of system-lib objects, linked into the app as MLC's Android build
+//! does; it is named after `mlc-chat-config.json`'s `model_lib`, and refused
+//! unless its manifest's `system_lib_prefix` is that name's prefix (a chat
+//! config naming another library) and every member is an AArch64 `ET_REL`
+//! ELF object ([`elf::check_object`]).
 //!
 //! Every library is checked with [`crate::package::elf::check_lib`] against
 //! the ABI it is declared for before anything is written; a mismatch names
@@ -50,6 +59,15 @@ pub struct NativeLib {
     pub name: String,
 }
 
+/// The compiled model library to ship (`avac alc compile`'s output directory).
+#[derive(Clone, Debug)]
+pub struct ModelLib {
+    /// The static archive.
+    pub archive: PathBuf,
+    /// Its manifest.
+    pub manifest: PathBuf,
+}
+
 /// Failures assembling or reading a package.
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
@@ -62,6 +80,14 @@ pub enum PackageError {
         abi: Abi,
         /// The ELF check's error (names the file).
         source: elf::ElfError,
+    },
+    /// The model library does not fit the package: another name, another ABI, not an archive.
+    #[error("model library {}: {why}", file.display())]
+    ModelLib {
+        /// The archive or manifest.
+        file: PathBuf,
+        /// What is wrong.
+        why: String,
     },
     /// A library name is not a plain `.so` file name.
     #[error("native library name {name:?} must be a plain file name ending in .so")]
@@ -181,12 +207,13 @@ fn dir_files(dir: &Path, shown: &Path) -> Result<Checked, PackageError> {
 pub fn assemble(
     dir: &Path,
     libs: &[NativeLib],
+    model_lib: Option<&ModelLib>,
     definition: Option<&Path>,
     out: &Path,
     options: &tar::Options,
     zstd: bool,
 ) -> Result<(tar::Written, Option<tar::Written>), PackageError> {
-    let files = dir_files(dir, dir)?.files;
+    let Checked { files, chat, .. } = dir_files(dir, dir)?;
     if files.iter().any(|f| f == BUILD_DEFINITION_FILE) {
         return Err(PackageError::Dir { dir: dir.to_path_buf(), why: format!("{BUILD_DEFINITION_FILE} belongs to the package, not the parameter directory") });
     }
@@ -208,6 +235,11 @@ pub fn assemble(
         elf::check_lib(&lib.file, lib.abi).map_err(|source| PackageError::Lib { name: lib.name.clone(), abi: lib.abi, source })?;
         inputs.push(tar::Input { path: format!("lib/{}/{}", lib.abi.name(), lib.name), source: tar::Source::File(lib.file.clone()), executable: false });
     }
+    if let Some(m) = model_lib {
+        let name = check_model_lib(m, chat.model_lib.as_deref(), dir)?;
+        inputs.push(tar::Input { path: format!("lib/{}/{name}.a", Abi::Arm64V8a.name()), source: tar::Source::File(m.archive.clone()), executable: false });
+        inputs.push(tar::Input { path: format!("lib/{}/{name}.json", Abi::Arm64V8a.name()), source: tar::Source::File(m.manifest.clone()), executable: false });
+    }
     let written = tar::write(out, inputs, options)?;
     let zst = if zstd {
         let z = out.with_file_name(format!("{}.zst", out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
@@ -224,10 +256,46 @@ pub fn assemble(
     Ok((written, zst))
 }
 
+/// Checks the model library against the chat config's `model_lib` (of the
+/// parameter directory `dir`) and its objects against arm64-v8a; returns the
+/// library name.
+fn check_model_lib(m: &ModelLib, named: Option<&str>, dir: &Path) -> Result<String, PackageError> {
+    let bad = |file: &Path, why: String| PackageError::ModelLib { file: file.to_path_buf(), why };
+    let bytes = std::fs::read(&m.manifest).map_err(io_err(&m.manifest))?;
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(&m.manifest, format!("not a JSON manifest: {e}")))?;
+    let prefix = manifest.get("system_lib_prefix").and_then(|v| v.as_str()).ok_or_else(|| bad(&m.manifest, "no system_lib_prefix".into()))?;
+    if manifest.get("abi").and_then(|v| v.as_str()) != Some(Abi::Arm64V8a.name()) {
+        return Err(bad(&m.manifest, format!("abi is {}, the package ships {}", manifest.get("abi").unwrap_or(&serde_json::Value::Null), Abi::Arm64V8a.name())));
+    }
+    let chat = dir.join(chat_config::FILE);
+    let name = match named {
+        Some(n) if chat_config::system_lib_prefix(n) == prefix => n.to_string(),
+        Some(n) => {
+            return Err(bad(
+                &m.archive,
+                format!("compiled with symbol prefix {prefix:?}, but {} names model_lib {n:?} (prefix {:?})", chat.display(), chat_config::system_lib_prefix(n)),
+            ))
+        }
+        None => return Err(bad(&m.archive, format!("{} names no model_lib", chat.display()))),
+    };
+    let archive = std::fs::read(&m.archive).map_err(io_err(&m.archive))?;
+    let members = crate::package::ar::members(&archive, &m.archive).map_err(|e| bad(&m.archive, e.why))?;
+    if members.is_empty() {
+        return Err(bad(&m.archive, "holds no object".into()));
+    }
+    for member in &members {
+        let label = PathBuf::from(format!("{}({})", m.archive.display(), member.name));
+        elf::check_object(&archive[member.offset..member.offset + member.size], &label, Abi::Arm64V8a)
+            .map_err(|source| PackageError::Lib { name: format!("{name}.a"), abi: Abi::Arm64V8a, source })?;
+    }
+    Ok(name)
+}
+
 /// A package opened for reading.
 pub struct Package {
     dir: PathBuf,
     _extracted: Option<crate::atomic::Claimed<tempfile::TempDir>>,
+    _libs: Option<crate::atomic::Claimed<tempfile::TempDir>>,
     display: String,
     /// The parsed `mlc-chat-config.json`.
     pub chat: ChatConfig,
@@ -235,6 +303,8 @@ pub struct Package {
     pub cache: TensorCache,
     /// Native libraries inside (`lib/<abi>/<name>`), sorted.
     pub libs: Vec<String>,
+    /// Where the native libraries were extracted (`<abi>/<name>`), for an archive that has any.
+    pub lib_dir: Option<PathBuf>,
     /// The [`BUILD_DEFINITION_FILE`] it carries, as stored.
     pub build_definition: Option<Vec<u8>>,
     tokenizer: Option<Tokenizer>,
@@ -244,14 +314,14 @@ impl Package {
     /// Opens a package directory or `.tar` (see the module docs for the checks).
     pub fn open(path: &Path) -> Result<Package, PackageError> {
         let display = path.display().to_string();
-        let (dir, extracted, libs) = if path.is_dir() {
-            (path.to_path_buf(), None, vec![])
+        let (dir, extracted, libs, lib_dir, keep) = if path.is_dir() {
+            (path.to_path_buf(), None, vec![], None, None)
         } else {
             let tmp = crate::atomic::scratch("avac-package").map_err(io_err(path))?;
             let entries = tar::extract(path, tmp.path())?;
             let libs: Vec<String> = entries.iter().filter(|e| e.kind == tar::Kind::File && e.path.starts_with("lib/")).map(|e| e.path.clone()).collect();
             if libs.is_empty() {
-                (tmp.path().to_path_buf(), Some(tmp), libs)
+                (tmp.path().to_path_buf(), Some(tmp), libs, None, None)
             } else {
                 // The parameter files are checked apart from the libraries.
                 let lib_dir = tmp.path().join("lib");
@@ -264,14 +334,20 @@ impl Package {
                         std::fs::rename(e.path(), params.path().join(e.file_name())).map_err(io_err(&e.path()))?;
                     }
                 }
-                (params.path().to_path_buf(), Some(params), libs)
+                (params.path().to_path_buf(), Some(params), libs, Some(moved), Some(tmp))
             }
         };
         let Checked { chat, tokenizer, .. } = dir_files(&dir, path)?;
         let cache = TensorCache::read(&dir).map_err(|source| PackageError::Cache { path: display.clone(), source })?;
         let definition = dir.join(BUILD_DEFINITION_FILE);
         let build_definition = if definition.is_file() { Some(std::fs::read(&definition).map_err(io_err(&path.join(BUILD_DEFINITION_FILE)))?) } else { None };
-        Ok(Package { dir, _extracted: extracted, display, chat, cache, libs, build_definition, tokenizer })
+        Ok(Package { dir, _extracted: extracted, _libs: keep, display, chat, cache, libs, lib_dir, build_definition, tokenizer })
+    }
+
+    /// The directory holding the parameter files (the package itself, or
+    /// where its archive was extracted).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The tokenizer the package ships (loaded when it was opened).

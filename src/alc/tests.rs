@@ -207,8 +207,8 @@ fn tar_is_deterministic_loads_whole_and_refuses_wrong_abi_libs() {
     let x86 = so(d.path(), "cc", "libx86.so");
     let libs = vec![NativeLib { abi: Abi::Arm64V8a, file: arm, name: "libavac_runtime.so".into() }];
     let (t1, t2) = (d.path().join("a.tar"), d.path().join("b.tar"));
-    let (w1, z1) = package::assemble(&dir, &libs, None, &t1, &tar::Options::default(), true).unwrap();
-    let (w2, _) = package::assemble(&dir, &libs, None, &t2, &tar::Options::default(), false).unwrap();
+    let (w1, z1) = package::assemble(&dir, &libs, None, None, &t1, &tar::Options::default(), true).unwrap();
+    let (w2, _) = package::assemble(&dir, &libs, None, None, &t2, &tar::Options::default(), false).unwrap();
     assert_eq!(w1.sha256, w2.sha256);
     assert!(z1.is_some() && d.path().join("a.tar.zst").is_file());
     let paths: Vec<String> = tar::list(&t1).unwrap().into_iter().map(|e| e.path).collect();
@@ -224,7 +224,7 @@ fn tar_is_deterministic_loads_whole_and_refuses_wrong_abi_libs() {
     // An x86-64 library declared for arm64-v8a: refused, named, nothing written.
     let bad = d.path().join("bad.tar");
     let libs = vec![NativeLib { abi: Abi::Arm64V8a, file: x86.clone(), name: "libavac_runtime.so".into() }];
-    let e = package::assemble(&dir, &libs, None, &bad, &tar::Options::default(), true).unwrap_err();
+    let e = package::assemble(&dir, &libs, None, None, &bad, &tar::Options::default(), true).unwrap_err();
     assert!(matches!(e, PackageError::Lib { .. }), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("libx86.so") && msg.contains("arm64-v8a"), "{msg}");
@@ -252,7 +252,7 @@ fn tampered_packages_are_refused_naming_the_fault() {
     std::fs::remove_file(dir.join("evil.py")).unwrap();
     // A truncated archive.
     let t = d.path().join("p.tar");
-    package::assemble(&dir, &[], None, &t, &tar::Options::default(), false).unwrap();
+    package::assemble(&dir, &[], None, None, &t, &tar::Options::default(), false).unwrap();
     let bytes = std::fs::read(&t).unwrap();
     std::fs::write(&t, &bytes[..bytes.len() / 2]).unwrap();
     let e = Package::open(&t).err().unwrap().to_string();
@@ -268,7 +268,7 @@ fn a_hostile_tokenizer_is_refused_when_packaged_and_when_opened_naming_the_archi
     // Not JSON: alc package used to accept it, and alc run then panicked.
     std::fs::write(dir.join("tokenizer.json"), b"\x00\x01 not json").unwrap();
     let t = d.path().join("p.tar");
-    let e = package::assemble(&dir, &[], None, &t, &tar::Options::default(), false).err().unwrap().to_string();
+    let e = package::assemble(&dir, &[], None, None, &t, &tar::Options::default(), false).err().unwrap().to_string();
     assert!(e.contains(&format!("{}/tokenizer.json: not valid JSON", dir.display())), "{e}");
     assert!(!t.exists());
     // A 200 KB piece (the tokenizers crate's stack overflow), in an archive
@@ -312,7 +312,7 @@ fn validation_report_has_the_documented_keys_in_order() {
     let pkg = Package::open(&dir).unwrap();
     let text: String = (0..40).map(|i| format!("t{} ", (i * 37 + 5) % 300)).collect();
     let p = AlcValidateParams { min_tokens: 20, prompts: vec!["t5 t9".into()], max_new: 3, min_top1_agreement: 1.1, ..AlcValidateParams::default() };
-    let r = validate::validate(&pkg, "pkg", &src, &text, &p).unwrap();
+    let r = validate::validate(&pkg, "pkg", &src, &text, &p, None).unwrap();
     assert_eq!((r.text_tokens, r.positions, r.group_size), (41, 40, 32));
     assert!(!r.passed() && r.gates.failures.len() == 1 && r.gates.failures[0].starts_with("top-1 agreement"), "{:?}", r.gates);
     assert_eq!(r.samples.package[0].ids.len(), 3);
@@ -352,7 +352,7 @@ fn validation_report_has_the_documented_keys_in_order() {
     let back: validate::ValidationReport = serde_json::from_value(v).unwrap();
     assert_eq!(back.perplexity, r.perplexity);
     // A text too short for the target is an error, not a failed gate.
-    let e = validate::validate(&pkg, "pkg", &src, "t1 t2", &p).unwrap_err();
+    let e = validate::validate(&pkg, "pkg", &src, "t1 t2", &p, None).unwrap_err();
     assert!(matches!(e, validate::ValidateError::TextTooShort { tokens: 3, min: 20 }), "{e}");
 }
 

@@ -21,6 +21,7 @@
 //! ([`ValidationReport`]) is written either way.
 
 use super::checkpoint::Checkpoint;
+use super::compile::{CompileError, HostLib};
 use super::package::{Package, PackageError};
 use crate::model::gemma3::{argmax, perplexity, Gemma3, Gemma3Error};
 use rayon::prelude::*;
@@ -52,6 +53,14 @@ pub struct AlcValidateParams {
     /// New tokens per sample.
     #[serde(default = "default_max_new")]
     pub max_new: usize,
+    /// With a compiled model library: the least top-1 agreement of TVM's
+    /// host build with the reference forward of the same package.
+    #[serde(default = "default_tvm_agreement")]
+    pub tvm_min_top1_agreement: f64,
+    /// With a compiled model library: the largest relative difference of
+    /// TVM's perplexity from the reference forward's.
+    #[serde(default = "default_tvm_ppl")]
+    pub tvm_max_ppl_rel_diff: f64,
 }
 
 fn default_ppl_ratio() -> f64 {
@@ -68,6 +77,12 @@ fn default_prompts() -> Vec<String> {
 }
 fn default_max_new() -> usize {
     24
+}
+fn default_tvm_agreement() -> f64 {
+    0.99
+}
+fn default_tvm_ppl() -> f64 {
+    0.005
 }
 
 impl Default for AlcValidateParams {
@@ -107,6 +122,9 @@ pub enum ValidateError {
         /// The source checkpoint.
         source_name: String,
     },
+    /// Running the compiled model library in TVM failed.
+    #[error(transparent)]
+    Tvm(#[from] CompileError),
     /// A model could not be loaded or run.
     #[error("{model}: {source}")]
     Model {
@@ -142,8 +160,34 @@ pub struct ValidationReport {
     pub gates: Gates,
     /// Greedy samples of each model from the fixed prompts.
     pub samples: Samples,
+    /// TVM's host build of the compiled model library against the
+    /// reference forward of the same package (with a model library).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tvm: Option<TvmComparison>,
     /// Measurements of this run (not deterministic; not in any digest).
     pub timing_not_deterministic: Timing,
+}
+
+/// The compiled model library (host build, TVM's Relax VM, the package's
+/// own parameter shards) against avac's reference forward of the package.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TvmComparison {
+    /// Positions compared.
+    pub positions: usize,
+    /// Share of positions where the two arg-maxes agree.
+    pub top1_agreement: f64,
+    /// Perplexity of the text: `reference` (avac's forward), `tvm`, and `tvm / reference - 1`.
+    pub perplexity_reference: f64,
+    /// Under TVM.
+    pub perplexity_tvm: f64,
+    /// `tvm / reference - 1`.
+    pub perplexity_rel_diff: f64,
+    /// Largest `|log p_tvm(t) - log p_ref(t)|` over the positions.
+    pub max_abs_log_prob_diff: f64,
+    /// The gates applied (`tvm_min_top1_agreement`, `tvm_max_ppl_rel_diff`).
+    pub min_top1_agreement: f64,
+    /// The perplexity gate.
+    pub max_ppl_rel_diff: f64,
 }
 
 /// Perplexities and their ratio.
@@ -220,6 +264,10 @@ pub struct Timing {
     pub peak_rss_package_only_bytes: Option<u64>,
     /// Peak RSS at the end.
     pub peak_rss_bytes: Option<u64>,
+    /// TVM's host build: `tvm/run.py`'s timing at 1 and 2 threads (prefill
+    /// and decode tokens/s), with a model library.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tvm: Vec<serde_json::Value>,
 }
 
 impl ValidationReport {
@@ -233,6 +281,7 @@ impl ValidationReport {
 struct Pos {
     lp_src: f64,
     lp_pkg: f64,
+    top_pkg: u32,
     agree: bool,
     kl: f64,
 }
@@ -253,7 +302,8 @@ fn compare(src: &[f32], pkg: &[f32], next: usize) -> Pos {
         let ls = f64::from(a) - zs;
         kl += libm::exp(ls) * (ls - (f64::from(b) - zp));
     }
-    Pos { lp_src: f64::from(src[next]) - zs, lp_pkg: f64::from(pkg[next]) - zp, agree: argmax(src) == argmax(pkg), kl }
+    let top_pkg = argmax(pkg);
+    Pos { lp_src: f64::from(src[next]) - zs, lp_pkg: f64::from(pkg[next]) - zp, top_pkg, agree: argmax(src) == top_pkg, kl }
 }
 
 /// Peak resident set size of this process (Linux `VmHWM`), in bytes.
@@ -286,7 +336,14 @@ fn samples(model: &Gemma3, name: &str, tok: &tokenizers::Tokenizer, p: &AlcValid
 }
 
 /// Validates `pkg` against `source` on `text`.
-pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text: &str, p: &AlcValidateParams) -> Result<ValidationReport, ValidateError> {
+pub fn validate(
+    pkg: &Package,
+    pkg_display: &str,
+    source: &dyn Checkpoint,
+    text: &str,
+    p: &AlcValidateParams,
+    tvm: Option<&HostLib>,
+) -> Result<ValidationReport, ValidateError> {
     let tok = pkg.tokenizer()?;
     let tok = tok.hf();
     let ids = encode(tok, text, || "encoding the validation text".into())?;
@@ -351,6 +408,16 @@ pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text:
             failures.push(format!("mean KL {mean_kl:.5} exceeds {max}"));
         }
     }
+    let (mut tvm_cmp, mut tvm_timing) = (None, Vec::new());
+    if let Some(host) = tvm {
+        let c = compare_tvm(host, pkg, &ids, &pos, p, &mut failures)?;
+        tvm_cmp = Some(c);
+        // Speed on the first 512 tokens (one prefill chunk) and 32 decoded.
+        let head = &ids[..ids.len().min(512)];
+        for threads in [1, 2] {
+            tvm_timing.push(host.timing(pkg.dir(), head, threads, 33)?);
+        }
+    }
     Ok(ValidationReport {
         package: pkg_display.to_string(),
         source: source.display().to_string(),
@@ -369,6 +436,7 @@ pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text:
             failures,
         },
         samples: Samples { package: pkg_samples, source: src_samples },
+        tvm: tvm_cmp,
         timing_not_deterministic: Timing {
             package_load_s: load_pkg,
             source_load_s: load_src,
@@ -378,7 +446,45 @@ pub fn validate(pkg: &Package, pkg_display: &str, source: &dyn Checkpoint, text:
             threads: rayon::current_num_threads(),
             peak_rss_package_only_bytes: rss_package,
             peak_rss_bytes: peak_rss_bytes(),
+            tvm: tvm_timing,
         },
+    })
+}
+
+/// Scores `ids` with TVM's host build and compares it with the reference
+/// forward's package figures `pos`; gate failures are added to `failures`.
+fn compare_tvm(host: &HostLib, pkg: &Package, ids: &[u32], pos: &[Pos], p: &AlcValidateParams, failures: &mut Vec<String>) -> Result<TvmComparison, ValidateError> {
+    let score = host.score(pkg.dir(), ids, rayon::current_num_threads().min(2))?;
+    let n = pos.len();
+    if score.ids != ids || score.argmax.len() != n || score.log_probs.len() != n {
+        return Err(CompileError::Tool { what: "tvm/run.py".into(), stderr: format!("scored {} positions of other ids; {n} were asked", score.argmax.len()) }.into());
+    }
+    let agree = pos.iter().zip(&score.argmax).filter(|(q, &t)| q.top_pkg == t).count() as f64 / n as f64;
+    let mut max_diff = 0.0f64;
+    for (q, &t) in pos.iter().zip(&score.log_probs) {
+        let d = (q.lp_pkg - t).abs();
+        if d.is_nan() || d > max_diff {
+            max_diff = if d.is_nan() { f64::NAN } else { d };
+        }
+    }
+    let lp_ref: Vec<f64> = pos.iter().map(|q| q.lp_pkg).collect();
+    let (ppl_ref, ppl_tvm) = (perplexity(&lp_ref), perplexity(&score.log_probs));
+    let rel = ppl_tvm / ppl_ref - 1.0;
+    if agree < p.tvm_min_top1_agreement {
+        failures.push(format!("TVM's model library: top-1 agreement with the reference forward {agree:.4} is below {}", p.tvm_min_top1_agreement));
+    }
+    if rel.is_nan() || rel.abs() > p.tvm_max_ppl_rel_diff {
+        failures.push(format!("TVM's model library: perplexity {ppl_tvm:.4} differs from the reference forward's {ppl_ref:.4} by {:.3}% (at most {}%)", rel * 100.0, p.tvm_max_ppl_rel_diff * 100.0));
+    }
+    Ok(TvmComparison {
+        positions: n,
+        top1_agreement: agree,
+        perplexity_reference: ppl_ref,
+        perplexity_tvm: ppl_tvm,
+        perplexity_rel_diff: rel,
+        max_abs_log_prob_diff: max_diff,
+        min_top1_agreement: p.tvm_min_top1_agreement,
+        max_ppl_rel_diff: p.tvm_max_ppl_rel_diff,
     })
 }
 

@@ -2,6 +2,7 @@
 
 use crate::alc;
 use crate::alc::checkpoint::{Checkpoint, CheckpointError};
+use crate::alc::compile::{CompileError, HostLib, Toolchain};
 use crate::alc::package::{NativeLib, Package, PackageError};
 use crate::alc::quantize::{AlcQuantizeParams, QuantizeError};
 use crate::alc::validate::{AlcValidateParams, ValidateError};
@@ -26,6 +27,9 @@ pub(super) enum AlcError {
     /// Assembling or opening a package failed.
     #[error(transparent)]
     Package(#[from] PackageError),
+    /// Compiling the model library failed, or its toolchain is missing.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
     /// Validating failed (not a gate: the comparison itself).
     #[error(transparent)]
     Validate(#[from] ValidateError),
@@ -127,11 +131,29 @@ pub(super) enum AlcCmd {
         #[arg(long)]
         timing: Option<PathBuf>,
     },
+    /// Compiles the model library (Android arm64-v8a archive + host .so) with the pinned TVM.
+    Compile {
+        /// The parameter directory from `avac alc quantize` (its chat config and tensor cache).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The toolchain's wheels (toolchains/tvm/requirements.txt, hash-checked).
+        #[arg(long)]
+        wheels: PathBuf,
+        /// CPython 3.11: an absolute path, or a name looked up in /usr/bin, /usr/local/bin, /bin.
+        #[arg(long, default_value = alc::compile::DEFAULT_PYTHON)]
+        python: String,
+        /// Output directory (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Packs a parameter directory and native libraries into one deterministic tar.
     Package {
         /// The parameter directory from `avac alc quantize`.
         #[arg(long)]
         dir: PathBuf,
+        /// The model library: `avac alc compile`'s output directory (packaged under lib/arm64-v8a/).
+        #[arg(long)]
+        model_lib: Option<PathBuf>,
         /// A native library: ABI=NAME=FILE (e.g. arm64-v8a=libtvm_runtime.so=path/to/file); repeatable.
         #[arg(long = "lib")]
         libs: Vec<String>,
@@ -162,6 +184,15 @@ pub(super) enum AlcCmd {
         /// Where to write the report (JSON).
         #[arg(long)]
         report: PathBuf,
+        /// The model library (`avac alc compile`'s output): its host build is compared with the reference forward.
+        #[arg(long, requires = "wheels")]
+        model_lib: Option<PathBuf>,
+        /// The toolchain's wheels, to run the model library.
+        #[arg(long, requires = "model_lib")]
+        wheels: Option<PathBuf>,
+        /// CPython 3.11 for the toolchain (see `alc compile`).
+        #[arg(long, default_value = alc::compile::DEFAULT_PYTHON)]
+        python: String,
     },
     /// Per-position arg-max and log-probability of a text (with BOS) under a package or checkpoint, as JSON.
     Score {
@@ -315,33 +346,59 @@ fn run_step(cmd: AlcCmd) -> Result<i32, AlcError> {
             }
             Ok(0)
         }
-        AlcCmd::Package { dir, libs, build_definition, out, zstd } => {
+        AlcCmd::Compile { dir, wheels, python, out } => {
+            if out.exists() {
+                return Err(AlcError::Io { path: out, source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists") });
+            }
+            let t = Toolchain::install(&python, &wheels)?;
+            let threads = rayon::current_num_threads();
+            let c = alc::compile::compile(&dir, &t, &out, threads)?;
+            eprintln!("compiled model library {} into {}", c.model_lib, out.display());
+            Ok(0)
+        }
+        AlcCmd::Package { dir, model_lib, libs, build_definition, out, zstd } => {
             let libs = libs.iter().map(|s| parse_lib(s)).collect::<Result<Vec<_>, _>>()?;
             let options = match std::env::var("SOURCE_DATE_EPOCH") {
                 Ok(v) => tar::Options::from_source_date_epoch(&v)?,
                 Err(_) => tar::Options::default(),
             };
-            let (w, z) = alc::package::assemble(&dir, &libs, build_definition.as_deref(), &out, &options, zstd)?;
+            let model_lib = model_lib.map(|d| alc::package::ModelLib { archive: d.join(alc::compile::ANDROID_LIB), manifest: d.join(alc::compile::ANDROID_MANIFEST) });
+            let (w, z) = alc::package::assemble(&dir, &libs, model_lib.as_ref(), build_definition.as_deref(), &out, &options, zstd)?;
             println!("{}  {}", w.sha256, out.display());
             if let Some(z) = z {
                 println!("{}  {}.zst", z.sha256, out.display());
             }
             Ok(0)
         }
-        AlcCmd::Validate { package, source, text, params, report } => {
+        AlcCmd::Validate { package, source, text, params, report, model_lib, wheels, python } => {
             let params: AlcValidateParams = match params {
                 Some(p) => read_json(&p)?,
                 None => AlcValidateParams::default(),
             };
             let text = read_text(&text)?;
             let pkg = Package::open(&package)?;
-            let r =
-                alc::with_checkpoint(&source, |c| alc::validate::validate(&pkg, &package.display().to_string(), c, &text, &params).map_err(AlcError::from))?;
+            let host = match (model_lib, wheels) {
+                (Some(dir), Some(w)) => Some(HostLib { toolchain: Toolchain::install(&python, &w)?, dir }),
+                _ => None,
+            };
+            let r = alc::with_checkpoint(&source, |c| {
+                alc::validate::validate(&pkg, &package.display().to_string(), c, &text, &params, host.as_ref()).map_err(AlcError::from)
+            })?;
             write_json(&report, &r)?;
             eprintln!(
                 "perplexity {:.4} (source {:.4}, ratio {:.4}), top-1 agreement {:.4}, mean KL {:.5}",
                 r.perplexity.package, r.perplexity.source, r.perplexity.ratio, r.top1_agreement, r.kl.mean
             );
+            if let Some(t) = &r.tvm {
+                eprintln!(
+                    "TVM model library vs reference forward: top-1 agreement {:.4}, perplexity {:.5} vs {:.5} ({:+.5}%), max |Δ log-prob| {:.2e}",
+                    t.top1_agreement,
+                    t.perplexity_tvm,
+                    t.perplexity_reference,
+                    t.perplexity_rel_diff * 100.0,
+                    t.max_abs_log_prob_diff
+                );
+            }
             if r.passed() {
                 Ok(0)
             } else {

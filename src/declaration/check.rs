@@ -50,6 +50,20 @@ pub enum TargetError {
         /// The ABI parser's message.
         why: String,
     },
+    /// A target compiling the Android model library is not named `…-android.tar`.
+    #[error("artifact {name:?}: a package with the Android model library (`compile`) is named `…-android.tar`")]
+    AndroidName {
+        /// The declared name.
+        name: String,
+    },
+    /// `compile.wheels` is empty, or `compile.python` is not a file name or absolute path.
+    #[error("compile.{field}: {why}")]
+    Compile {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
     /// A native library's name is not a plain `.so` file name.
     #[error("library name {name:?} must be a plain file name ending in .so")]
     LibName {
@@ -131,6 +145,19 @@ fn alc(t: &AlcTarget) -> Result<(), TargetError> {
     gate("min_top1_agreement", v.min_top1_agreement, Range::Fraction)?;
     if let Some(kl) = v.max_mean_kl {
         gate("max_mean_kl", kl, Range::NonNegative)?;
+    }
+    if let Some(c) = &t.compile {
+        if !t.artifact.ends_with("-android.tar") {
+            return Err(TargetError::AndroidName { name: t.artifact.clone() });
+        }
+        if c.wheels.is_empty() {
+            return Err(TargetError::Compile { field: "wheels", why: "lists no wheel of toolchains/tvm/requirements.txt".into() });
+        }
+        let p = &c.python;
+        let ok = if let Some(rest) = p.strip_prefix('/') { !rest.is_empty() && !p.split('/').any(|c| c == "..") } else { plain_file_name(p) };
+        if !ok {
+            return Err(TargetError::Compile { field: "python", why: format!("{p:?} must be an absolute path or a plain file name") });
+        }
     }
     for lib in &t.package.libs {
         lib.abi.parse::<crate::package::elf::Abi>().map_err(|e| TargetError::LibAbi { name: lib.name.clone(), why: e.to_string() })?;

@@ -21,8 +21,9 @@
 //! description = "…"
 //! model = ["gemma3-270m-gguf"]       # one .gguf, or the files of a HF directory
 //! text = "alc-eval-text"             # the fixed validation text
-//! artifact = "ava-GE3-270m-q4bf16_1.tar"
+//! artifact = "ava-GE3-270m-q4bf16_1-android.tar"
 //! quantize = { group_size = 128 }    # q4bf16_1 (scale = "max_abs" | "mse_search")
+//! compile = { wheels = ["tvm-apache-tvm", …] }  # optional: the TVM model library (artifact `…-android.tar`)
 //! package = { zstd = true, libs = [{ abi = "arm64-v8a", name = "libtvm_runtime.so", source = "…" }] }
 //! validate = { max_ppl_ratio = 3.5, min_top1_agreement = 0.4 }
 //! ```
@@ -180,6 +181,24 @@ pub struct AlcPackageParams {
     pub libs: Vec<LibDecl>,
 }
 
+/// `compile = { … }` of an ALC target: the model library compiled by the
+/// pinned TVM (`avac alc compile`, see [`crate::alc::compile`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlcCompileParams {
+    /// The toolchain: one `pypi` source with `wheel` per wheel of
+    /// `toolchains/tvm/requirements.txt` (the step checks them against it).
+    pub wheels: Vec<String>,
+    /// The CPython 3.11 interpreter that runs TVM: an absolute path, or a
+    /// bare name looked up in the step's fixed search path (never `PATH`).
+    #[serde(default = "default_python")]
+    pub python: String,
+}
+
+fn default_python() -> String {
+    crate::alc::compile::DEFAULT_PYTHON.to_string()
+}
+
 /// `rule = "alc"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,6 +220,9 @@ pub struct AlcTarget {
     pub artifact: String,
     /// `q4bf16_1` parameters.
     pub quantize: AlcQuantizeParams,
+    /// The model library (off unless declared: it needs the TVM toolchain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile: Option<AlcCompileParams>,
     /// Packaging.
     #[serde(default)]
     pub package: AlcPackageParams,
@@ -224,6 +246,7 @@ impl Target {
                 v.push(&t.text);
                 v.extend(t.calibration.as_deref());
                 v.extend(t.package.libs.iter().map(|l| l.source.as_str()));
+                v.extend(t.compile.iter().flat_map(|c| c.wheels.iter().map(String::as_str)));
             }
         }
         v.sort();

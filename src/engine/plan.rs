@@ -13,7 +13,7 @@
 //! Paths are relative to the scratch root:
 //!
 //! ```text
-//! in/<role>/…      materialised sources (in/model, in/intents, in/calibration, in/text, in/libs/<abi>)
+//! in/<role>/…      materialised sources (in/model, in/intents, in/calibration, in/text, in/libs/<abi>, in/tvm-wheels)
 //! work/<name>.json parameter files (Plan::files) and every step's outputs
 //! ```
 
@@ -316,7 +316,7 @@ fn out(step: &'static str, path: &str, name: &str, deterministic: bool) -> Publi
     Publish { step, path: path.into(), name: name.into(), deterministic }
 }
 
-/// The ALC steps: quantize → package → validate.
+/// The ALC steps: quantize → [compile] → package → validate.
 fn plan_alc(l: &Loaded, target: &AlcTarget) -> Plan {
     let sources = &l.decl.sources;
     // One `.gguf` file is the checkpoint itself; otherwise the directory is.
@@ -343,6 +343,21 @@ fn plan_alc(l: &Loaded, target: &AlcTarget) -> Plan {
         quantize = quantize.read("--calibration", &single(l, c, "in/calibration"), source(c, "in/calibration"));
     }
     let quantize = quantize.writes("--out", "work/params").writes("--report", "work/quantize.json");
+    let mut steps = vec![quantize.step];
+    // The model library: the toolchain's wheels in one directory, the
+    // interpreter as declared (see `alc::compile`).
+    let (wheels, model_lib) = ("in/tvm-wheels", "work/model-lib");
+    let with_wheels = |mut b: StepBuilder, c: &crate::declaration::AlcCompileParams| {
+        b = b.arg("--wheels", wheels);
+        for w in &c.wheels {
+            b = b.input(source(w, wheels));
+        }
+        b.arg("--python", &c.python)
+    };
+    if let Some(c) = &target.compile {
+        let compile = StepBuilder::new("compile", &["alc", "compile"]).from("--dir", "quantize", "work/params");
+        steps.push(with_wheels(compile, c).writes("--out", model_lib).step);
+    }
     let mut package = StepBuilder::new("package", &["alc", "package"])
         .from("--dir", "quantize", "work/params")
         .param("--build-definition", ALC_DEFINITION)
@@ -352,13 +367,20 @@ fn plan_alc(l: &Loaded, target: &AlcTarget) -> Plan {
         let path = single(l, &lib.source, &dir);
         package = package.read("--lib", &format!("{}={}={path}", lib.abi, lib.name), source(&lib.source, &dir));
     }
+    if target.compile.is_some() {
+        package = package.from("--model-lib", "compile", model_lib);
+    }
     if target.package.zstd {
         package = package.flag("--zstd").produces(&format!("{package_out}.zst"));
     }
-    let validate = with_model(StepBuilder::new("validate", &["alc", "validate"]).from("--package", "package", &package_out).arg("--source", &model))
+    let mut validate = with_model(StepBuilder::new("validate", &["alc", "validate"]).from("--package", "package", &package_out).arg("--source", &model))
         .read("--text", &single(l, &target.text, "in/text"), source(&target.text, "in/text"))
         .param("--params", validate_p)
         .writes("--report", "work/validation.json");
+    if let Some(c) = &target.compile {
+        validate = with_wheels(validate.from("--model-lib", "compile", model_lib), c);
+    }
+    steps.extend([package.step, validate.step]);
 
     let mut publish = vec![out("package", &package_out, a, true)];
     if target.package.zstd {
@@ -366,7 +388,7 @@ fn plan_alc(l: &Loaded, target: &AlcTarget) -> Plan {
     }
     publish.push(out("validate", "work/validation.json", &format!("{a}.validation.json"), false));
     publish.push(out("quantize", "work/quantize.json", &format!("{a}.quantize.json"), false));
-    Plan { target: String::new(), files, steps: vec![quantize.step, package.step, validate.step], publish, definition: serde_json::Value::Null }
+    Plan { target: String::new(), files, steps, publish, definition: serde_json::Value::Null }
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub const EM_ARM: u16 = 40;
 pub const EM_X86_64: u16 = 62;
 /// `e_machine` of AArch64.
 pub const EM_AARCH64: u16 = 183;
+/// `e_type` of a relocatable object (what a static archive holds).
+pub const ET_REL: u16 = 1;
 /// `e_type` of a shared object (or PIE executable).
 pub const ET_DYN: u16 = 3;
 /// `p_type` of the program interpreter header that executables carry.
@@ -115,6 +117,16 @@ pub enum ElfError {
     #[error("{file}: {found}, not a shared object (ET_DYN); ABI {abi} libraries must be built with -shared")]
     NotSharedObject {
         /// The library.
+        file: PathBuf,
+        /// The ABI it is declared for.
+        abi: Abi,
+        /// What `e_type` says it is.
+        found: String,
+    },
+    /// An archive member that is not a relocatable object.
+    #[error("{file}: {found}, not a relocatable object (ET_REL); a static library for ABI {abi} holds compiled objects")]
+    NotObject {
+        /// The member (`archive.a(member.o)`).
         file: PathBuf,
         /// The ABI it is declared for.
         abi: Abi,
@@ -260,6 +272,7 @@ fn type_name(t: u16) -> String {
         0 => "a file of no type (ET_NONE)".into(),
         1 => "a relocatable object (ET_REL)".into(),
         2 => "an executable (ET_EXEC)".into(),
+        3 => "a shared object (ET_DYN)".into(),
         4 => "a core dump (ET_CORE)".into(),
         t => format!("e_type {t:#x}"),
     }
@@ -270,8 +283,15 @@ pub fn inspect(file: &Path) -> Result<ElfInfo> {
     let io_err = |source| ElfError::Io { file: file.to_path_buf(), source };
     let mut f = File::open(file).map_err(io_err)?;
     let len = f.metadata().map_err(io_err)?.len();
+    inspect_from(&mut f, len, file)
+}
+
+/// [`inspect`] over `len` bytes of `f` (a file, or an archive member read
+/// into memory); errors name `file`.
+fn inspect_from<R: Read + Seek>(f: &mut R, len: u64, file: &Path) -> Result<ElfInfo> {
+    let io_err = |source| ElfError::Io { file: file.to_path_buf(), source };
     let mut head = Vec::with_capacity(64);
-    (&mut f).take(64).read_to_end(&mut head).map_err(io_err)?;
+    f.take(64).read_to_end(&mut head).map_err(io_err)?;
     let truncated = |what, needed| ElfError::Truncated { file: file.to_path_buf(), what, needed, len };
     let malformed = |what: String| ElfError::Malformed { file: file.to_path_buf(), what };
     let magic = b"\x7fELF";
@@ -357,6 +377,31 @@ pub fn inspect(file: &Path) -> Result<ElfInfo> {
         has_interpreter = buf.chunks_exact(usize::from(phentsize)).any(|ph| u32_at(ph, 0) == PT_INTERP);
     }
     Ok(ElfInfo { class, endian, e_type, machine, flags, os_abi: head[7], has_interpreter })
+}
+
+/// Checks that the relocatable object `bytes` (an archive member, named
+/// `file` in errors) is built for `abi`: class, byte order and machine as
+/// for [`check_lib`], and `e_type` `ET_REL` — what a static model library
+/// holds (MLC's Android build links its system-lib objects into the app).
+pub fn check_object(bytes: &[u8], file: &Path, abi: Abi) -> Result<ElfInfo> {
+    let info = inspect_from(&mut io::Cursor::new(bytes), bytes.len() as u64, file)?;
+    check_machine(&info, file, abi)?;
+    if info.e_type != ET_REL {
+        return Err(ElfError::NotObject { file: file.into(), abi, found: type_name(info.e_type) });
+    }
+    Ok(info)
+}
+
+fn check_machine(info: &ElfInfo, file: &Path, abi: Abi) -> Result<()> {
+    if info.class != abi.class() || info.endian != Endian::Little || info.machine != abi.machine() {
+        return Err(ElfError::WrongAbi {
+            file: file.into(),
+            expected: abi,
+            needs: describe(abi.class(), Endian::Little, abi.machine()),
+            found: describe(info.class, info.endian, info.machine),
+        });
+    }
+    Ok(())
 }
 
 /// Checks that `file` is a shared library loadable on `abi` (see the module

