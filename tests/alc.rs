@@ -11,7 +11,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 
 const TARGET: &str = "gemma3-270m-q4bf16";
-const TAR: &str = "ava-GE3-270m-q4bf16_1-android.tar";
+const TAR: &str = "ava-GE3-270m-q4bf16_1.tar";
 
 fn json_of(o: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))

@@ -153,10 +153,7 @@ fn alc_target_builds_in_the_sandbox_with_golden_bytes_and_check() {
     if !nix_ready() {
         return;
     }
-    // The compile step's toolchain: the five TVM wheels, seeded by pin. Its
-    // interpreter (CPython 3.11, looked up in /usr/bin) is not in the
-    // sandbox of this nixpkgs-free flake; see README "Nix".
-    let d = stage_with(None, &["gemma3-270m-gguf", "tvm-apache-tvm", "tvm-apache-tvm-ffi", "tvm-ml-dtypes", "tvm-numpy", "tvm-typing-extensions"]);
+    let d = stage_with(None, &["gemma3-270m-gguf"]);
     build_and_check(d.path(), "gemma3-270m-q4bf16");
 }
 
