@@ -43,7 +43,7 @@
             filter = path: type:
               let
                 rel = pkgs.lib.removePrefix (toString ./. + "/") (toString path);
-                keep = [ "Cargo.toml" "Cargo.lock" "src" "rules/targets.toml" "rules/plan.json" "data" "benches" "tests" ];
+                keep = [ "Cargo.toml" "Cargo.lock" "src" "rules/targets.toml" "rules/plan.json" "data" "benches" "tests" "tvm" "toolchains/tvm" ];
               in
               builtins.any (k: rel == k || pkgs.lib.hasPrefix "${k}/" rel || pkgs.lib.hasPrefix "${rel}/" k) keep;
           };

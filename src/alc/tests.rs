@@ -412,7 +412,7 @@ fn gptq_is_deterministic_and_beats_nearest_codes_on_its_calibration_set() {
 fn package_dir_model(dir: &Path) -> Gemma3 {
     let d = tempfile::tempdir().unwrap();
     let tar = d.path().join("p.tar");
-    package::assemble(dir, &[], None, &tar, &tar::Options::default(), false).unwrap();
+    package::assemble(dir, &[], None, None, &tar, &tar::Options::default(), false).unwrap();
     let pkg = Package::open(&tar).unwrap();
     Gemma3::load(&pkg.chat.model, &pkg).unwrap()
 }
