@@ -59,9 +59,15 @@ fn gemma3_270m_target_is_golden_passes_its_gates_and_generates() {
     assert_eq!(r["ids"].as_array().unwrap().len(), 12);
     assert!(r["text"].as_str().unwrap().len() > 20, "{r}");
 
-    // One thread, steps run by hand: the same package bytes.
+    // One thread, steps run by hand with the target's quantize table
+    // (GPTQ on the calibration text): the same package bytes.
     let q = d.path().join("params");
     let (report, timing) = (d.path().join("quantize.json"), d.path().join("timing.json"));
+    let l = avac::declaration::Loaded::read(&repo().join("rules/targets.toml")).unwrap();
+    let Some(avac::declaration::Target::Alc(target)) = l.decl.targets.get(TARGET) else { panic!("{TARGET} is an ALC target") };
+    let params = d.path().join("quantize-params.json");
+    std::fs::write(&params, serde_json::to_vec(&target.quantize).unwrap()).unwrap();
+    let calibration = repo().join("data/alc/calibration-text.txt");
     let s = avac(
         &repo(),
         &[
@@ -71,8 +77,10 @@ fn gemma3_270m_target_is_golden_passes_its_gates_and_generates() {
             "quantize",
             "--source",
             gguf.to_str().unwrap(),
-            "--group-size",
-            "128",
+            "--params",
+            params.to_str().unwrap(),
+            "--calibration",
+            calibration.to_str().unwrap(),
             "--out",
             q.to_str().unwrap(),
             "--report",
