@@ -3,7 +3,7 @@
 # 128, max_abs and mse_search scales) vs llama.cpp's reference quantizers
 # Q4_0 and Q8_0 from PyPI's gguf package, all on the same dequantized weights.
 #
-#   bash benches/q4_gemma/run.sh [--gguf PATH] [--avac PATH] [--work DIR] [--cache DIR] [--venv DIR] [--runs N] [--max-tokens N] [--out FILE]
+#   bash benches/q4_gemma/run.sh [--gguf PATH] [--avac PATH] [--work DIR] [--cache DIR] [--venv DIR] [--runs N] [--max-tokens N] [--out FILE] [--llama-cpp]
 #
 # Writes benches/results/q4_gemma.md (or --out) and prints its path.
 #
@@ -18,6 +18,10 @@
 #   --venv        the Python venv (default <cache>/q4-venv), given gguf and numpy (pinned below) with pip.
 #   --runs        timed repetitions of every quantization (default 3; the median is reported).
 #   --max-tokens  score only the first N tokens of the eval text (quick trials; noted in the table).
+#   --llama-cpp   also run llama_cpp.sh (llama.cpp's own llama-imatrix + llama-quantize, built from
+#                 the llama-cpp-python sdist, ~12 min the first time, then cached) in <work>/llama-cpp,
+#                 append its rows to the table, and write its own fragment q4_gemma_llama_cpp.md beside
+#                 --out (~25 min more).
 #
 # Steps: (1) every quantizer, timed one after another so they see the same
 # machine load: `avac alc quantize` with {"group_size": 32|128, "scale":
@@ -43,6 +47,7 @@ gguf=""
 runs=3
 max_tokens=""
 out="$repo/benches/results/q4_gemma.md"
+llama_cpp=false
 command_line="bash benches/q4_gemma/run.sh${*:+ $*}"
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -n 's/^# \{0,1\}//p'; }
@@ -56,6 +61,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --max-tokens) max_tokens=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --llama-cpp) llama_cpp=true; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -135,24 +141,36 @@ max_rss_of() { # /usr/bin/time -v output -> bytes
 }
 
 # 4. Quantize, every method one after another.
+# name|group|scale|method: round-to-nearest, or GPTQ with the gemma3-270m-q4bf16
+# target's settings on data/alc/calibration-text.txt (timed once: minutes each).
 avac_variants=(
-  "avac-g32|32|max_abs"
-  "avac-g128|128|max_abs"
-  "avac-g32-mse|32|mse_search"
-  "avac-g128-mse|128|mse_search"
+  "avac-g32|32|max_abs|rtn"
+  "avac-g128|128|max_abs|rtn"
+  "avac-g32-mse|32|mse_search|rtn"
+  "avac-g128-mse|128|mse_search|rtn"
+  "avac-g32-gptq|32|max_abs|gptq"
+  "avac-g128-gptq|128|max_abs|gptq"
 )
+calibration="$repo/data/alc/calibration-text.txt"
+GPTQ='{"calibration_samples": 512, "seq_len": 32, "damp": 0.01, "act_order": true, "seed": 0, "embedding": "head_gptq", "head_damp": 0.1}'
 avac_quantize() { # name params-file out-dir tag [avac global options...]
   local name=$1 params=$2 dir=$3 tag=$4; shift 4
   local t0=$EPOCHREALTIME
   /usr/bin/time -v -o "logs/$tag.time" "$avac" "$@" alc quantize --source "$gguf" --params "$params" \
-    --out "$dir" --report "reports/$tag.json" --timing "reports/$tag.timing.json" 2>"logs/$tag.err"
+    --calibration "$calibration" --out "$dir" --report "reports/$tag.json" --timing "reports/$tag.timing.json" 2>"logs/$tag.err"
   local t1=$EPOCHREALTIME
   json_timing "timings/$tag.json" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" "$(max_rss_of "logs/$tag.time")"
 }
 for v in "${avac_variants[@]}"; do
-  IFS='|' read -r name group scale <<<"$v"
-  printf '{"group_size": %s, "scale": "%s"}\n' "$group" "$scale" >"params/$name.json"
-  for ((i = 0; i < runs; i++)); do
+  IFS='|' read -r name group scale method <<<"$v"
+  variant_runs=$runs
+  if [ "$method" = gptq ]; then
+    printf '{"group_size": %s, "scale": "%s", "gptq": %s}\n' "$group" "$scale" "$GPTQ" >"params/$name.json"
+    variant_runs=1
+  else
+    printf '{"group_size": %s, "scale": "%s"}\n' "$group" "$scale" >"params/$name.json"
+  fi
+  for ((i = 0; i < variant_runs; i++)); do
     log "avac alc quantize $name (run $((i + 1))/$runs)"
     if [ "$i" = 0 ]; then
       avac_quantize "$name" "params/$name.json" "pkg/$name" "$name-$i"
@@ -234,14 +252,14 @@ import json, sys
 runs = int(sys.argv[1])
 rows = []
 for v in sys.argv[2:]:
-    name, group, scale = v.split("|")
+    name, group, scale, method = v.split("|")
     tc = json.load(open(f"pkg/{name}/tensor-cache.json"))
     recs = [r for shard in tc["records"] for r in shard["records"]]
     qbytes = sum(r["nbytes"] for r in recs if r["name"].endswith((".q_weight", ".q_scale")))
     # q_weight is [rows, in/8] uint32: 8 weights per word.
     elems = sum(r["shape"][0] * r["shape"][1] * 8 for r in recs if r["name"].endswith(".q_weight"))
-    label = f"avac q4bf16_1 {scale}"
-    rows.append({"name": name, "kind": "avac", "label": label, "group": int(group), "runs": runs,
+    label = f"avac q4bf16_1 {scale}" + (" GPTQ" if method == "gptq" else "")
+    rows.append({"name": name, "kind": "avac", "label": label, "group": int(group), "runs": runs if method == "rtn" else 1,
                  "params": open(f"params/{name}.json").read().strip(), "bits_per_weight": 8 * qbytes / elems})
 rows.append({"name": "gguf-q4_0", "kind": "gguf", "label": "gguf-py Q4_0 (llama.cpp reference)", "group": 32})
 rows.append({"name": "gguf-q8_0", "kind": "gguf", "label": "gguf-py Q8_0 (llama.cpp reference)", "group": 32})
@@ -268,5 +286,27 @@ json.dump({
 EOF
 mkdir -p "$(dirname "$out")"
 bench table --work . --facts facts.json --repo "$repo" --out "$out"
+
+# 8. Optional (--llama-cpp): llama.cpp's own quantizers as peers, by llama_cpp.sh (its
+# own work directory, Markdown fragment and rows.json); its rows, in this table's
+# columns, appended to the table.
+if $llama_cpp; then
+  log "llama_cpp.sh (llama-imatrix + llama-quantize)"
+  lc_opts=(--gguf "$gguf" --avac "$avac" --work "$work/llama-cpp" --cache "$cache" --source-score "$work/scores/source.json"
+    --out "$(dirname "$out")/q4_gemma_llama_cpp.md")
+  [ -z "$max_tokens" ] || lc_opts+=(--max-tokens "$max_tokens")
+  bash "$here/llama_cpp.sh" "${lc_opts[@]}" >&2
+  {
+    echo
+    echo "llama.cpp's own quantizers, run by \`--llama-cpp\` (\`benches/q4_gemma/llama_cpp.sh\`; details, commands and its own forward's cross-check in"
+    echo "\`$(basename "$(dirname "$out")")/q4_gemma_llama_cpp.md\`): \`llama-quantize\` of the same float32 weights, with and without an importance matrix"
+    echo "from \`llama-imatrix\` on \`data/alc/calibration-text.txt\`, scored by the same \`avac alc score\`. Quantize MB/s here is the whole"
+    echo "\`llama-quantize\` process (reading the F32 GGUF, all cores, writing), one run; group 32/256 = a mix of 32-block and 256-superblock types."
+    echo
+    echo "| method | group | bits/weight | quantize MB/s | peak RSS MB | rel. RMSE | rel. RMSE w/o embedding | perplexity | ppl ratio vs source | top-1 agreement |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    cat "$work/llama-cpp/rows-main-table.md"
+  } >>"$out"
+fi
 log "done in $(( ${EPOCHREALTIME%.*} - ${t_start%.*} )) s"
 echo "$out"
