@@ -76,13 +76,13 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let params_dir = work.path().join("params");
     let q = AlcQuantizeParams { group_size: 32, ..AlcQuantizeParams::default() };
-    alc::quantize::run(&c, &q, &params_dir).expect("quantize the tiny GGUF");
+    alc::quantize::run(&c, &q, None, &params_dir, &mut |_, _| {}).expect("quantize the tiny GGUF");
     let statement: serde_json::Value = serde_json::from_slice(&std::fs::read(&provenance).unwrap()).unwrap();
     let definition = work.path().join("definition.json");
     std::fs::write(&definition, json(&statement["predicate"]["buildDefinition"])).unwrap();
     let tar_path = work.path().join("tiny.tar");
     let options = tar::Options::from_source_date_epoch("0").unwrap();
-    alc::package::assemble(&params_dir, &[], Some(&definition), &tar_path, &options, false).expect("package the tiny Gemma 3");
+    alc::package::assemble(&params_dir, &[], None, Some(&definition), &tar_path, &options, false).expect("package the tiny Gemma 3");
     let package = std::fs::read(&tar_path).unwrap();
     alc::package::Package::open(&tar_path).expect("the tiny package opens");
     put(out, "package", "gemma3-tiny.tar", &package);
